@@ -1,0 +1,1 @@
+"""Thin per-stage CLI wrappers: one file per dvc.yaml stage, each exposing `main`."""
