@@ -115,3 +115,44 @@ def load_params(path: str | Path, *names: str) -> tuple[BaseConfig, ...]:
     """Validate `base` and the given sections; returns (base, *sections) in that order."""
     base = load_section(path, "base", BaseConfig)
     return (base, *(load_section(path, n) for n in names))
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """Overlay nested mappings key by key (lists and scalars are replaced, not merged)."""
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def apply_overlay(params_path: str | Path, overlay_path: str | Path) -> dict[str, Any]:
+    """Merge a params overlay (e.g. params/sd2_inpainting_kvasir.yaml) into params.yaml in place.
+
+    The merged result is validated section by section before anything is written, so a bad
+    overlay leaves params.yaml untouched; comments in params.yaml are kept (ruamel round trip).
+    """
+    from ruamel.yaml import YAML
+
+    from diffaug.io import atomic_file
+
+    merged = deep_merge(read_params_file(params_path), read_params_file(overlay_path))
+    for name, values in merged.items():
+        parse_section(name, values, overlay_path)
+
+    rt = YAML()  # round-trip mode keeps comments and key order
+    doc = rt.load(Path(params_path).read_text())
+
+    def _set(node: Any, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            if isinstance(value, dict) and isinstance(node.get(key), dict):
+                _set(node[key], value)
+            else:
+                node[key] = value
+
+    _set(doc, read_params_file(overlay_path))
+    with atomic_file(params_path) as tmp, open(tmp, "w") as fh:
+        rt.dump(doc, fh)
+    return merged
