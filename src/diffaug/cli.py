@@ -31,6 +31,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+@app.callback()
+def _root() -> None:
+    """Keeps `diffaug <stage>` a sub-command even while only one stage is registered (typer
+    would otherwise collapse a one-command app into that command)."""
+
+
 for _name in STAGES:
     try:
         _module = importlib.import_module(f"stages.{_name}")
