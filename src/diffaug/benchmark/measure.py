@@ -1,0 +1,208 @@
+"""Timing and peak memory of one callable, on CPU or CUDA.
+
+Timing: `warmup` untimed calls (allocator, kernel autotuning, lazy init), then `repeats` timed
+calls; the MEDIAN wall time is reported because on a shared machine the distribution has a long
+right tail (other processes) and the median ignores it. Paths that are compared with each other
+are timed interleaved (`measure_many`: a b a b ...) so a burst of load hits both alike. On CUDA
+every timed call is bracketed by `torch.cuda.synchronize()` so queued kernels are counted.
+
+Peak memory:
+- CUDA: `torch.cuda.max_memory_allocated` after `reset_peak_memory_stats`, minus the memory
+  allocated before the call (the maximum over the timed calls): the extra memory the call needed (weights already on the GPU are not
+  counted; they are reported separately by `module_bytes`).
+- CPU: the process's resident set size (RSS) sampled by a background thread every
+  `sample_interval_s` with psutil; the peak RSS during the calls minus the RSS before them. RSS is
+  what the OS sees (torch's CPU allocator and numpy both land there; tracemalloc would miss torch
+  tensors), at the cost of missing spikes shorter than the sampling interval; and memory that the
+  allocator freed but kept from an earlier call (warm-up, another path) is reused without growing
+  the RSS, so the CPU figure is the growth a call still needed, a lower bound of its working set.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import psutil
+import torch
+
+# Env var that makes every call of diffaug's own measured code paths take FACTOR times as long
+# (a sleep of (FACTOR - 1) x the call's own time after it), to demonstrate that
+# `diffaug benchmark --check` fails on a slowed build (docs/benchmark.md). A factor rather than a
+# fixed delay: the slowdown is then the same on any machine and under any load.
+SLOWDOWN_ENV = "DIFFAUG_BENCH_SLOWDOWN"
+
+
+def injected_slowdown() -> float:
+    """The slowdown factor asked for through DIFFAUG_BENCH_SLOWDOWN (1 = none, when unset)."""
+    raw = os.environ.get(SLOWDOWN_ENV, "").strip()
+    if not raw:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value >= 1.0:
+        from diffaug.errors import ConfigError
+
+        raise ConfigError(f"{SLOWDOWN_ENV}={raw!r}: must be a factor >= 1, e.g. 2 (twice as slow)")
+    return value
+
+
+def slowed(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """Wrap one of diffaug's own code paths with the injected slowdown (a no-op when it is 1).
+
+    The sleep happens inside the timed call, so throughput and every ratio built on the wrapped
+    path fall exactly as they would if the code itself had become slower."""
+    factor = injected_slowdown()
+    if factor == 1.0:
+        return fn
+
+    def _slow() -> Any:
+        t0 = time.perf_counter()
+        result = fn()
+        time.sleep((factor - 1.0) * (time.perf_counter() - t0))
+        return result
+
+    return _slow
+
+
+def device_name(device: torch.device | str) -> str:
+    """Human name of the device the figures were measured on, e.g. 'NVIDIA H100 80GB HBM3' or
+    'cpu: x86_64, 2 threads'."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"cpu: {platform.machine() or 'unknown'}, {torch.get_num_threads()} threads"
+
+
+def module_bytes(*modules: torch.nn.Module) -> int:
+    """Bytes held by the parameters and buffers of the given modules (weights memory)."""
+    total = 0
+    for module in modules:
+        for tensor in [*module.parameters(), *module.buffers()]:
+            total += tensor.numel() * tensor.element_size()
+    return total
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Result of timing one callable that processes `items` samples per call."""
+
+    median_s: float  # median wall time of one call
+    min_s: float
+    repeats: int
+    items: int  # samples processed per call
+    peak_mem_mb: float  # extra memory at peak during the calls (see module docstring)
+    memory_kind: str  # 'cuda_max_allocated' or 'cpu_rss_sampled'
+
+    @property
+    def items_per_s(self) -> float:
+        return self.items / self.median_s if self.median_s > 0 else float("inf")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "items_per_s": self.items_per_s}
+
+
+class _RssSampler:
+    """Background thread recording the highest RSS of this process while it runs."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.process = psutil.Process()
+        self.start_rss = self.process.memory_info().rss
+        self.peak_rss = self.start_rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_rss = max(self.peak_rss, self.process.memory_info().rss)
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> _RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_rss = max(self.peak_rss, self.process.memory_info().rss)
+
+    @property
+    def peak_delta_bytes(self) -> int:
+        return max(0, self.peak_rss - self.start_rss)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed_call(fn: Callable[[], Any], device: torch.device, sample_interval_s: float) -> tuple[float, int]:
+    """(wall seconds, extra peak bytes) of one call."""
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        return time.perf_counter() - t0, torch.cuda.max_memory_allocated(device) - before
+    with _RssSampler(sample_interval_s) as sampler:
+        t0 = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - t0
+    return elapsed, sampler.peak_delta_bytes
+
+
+def measure_many(
+    fns: dict[str, Callable[[], Any]],
+    *,
+    items: int,
+    device: torch.device | str = "cpu",
+    warmup: int = 1,
+    repeats: int = 3,
+    sample_interval_s: float = 0.005,
+) -> dict[str, Measurement]:
+    """Time several callables that each process `items` samples per call, INTERLEAVED
+    (a b a b ...) so that a burst of load from other processes hits all of them alike: the
+    ratios between them stay meaningful on a shared machine. Runs under `torch.inference_mode()`."""
+    if items < 1 or repeats < 1 or warmup < 0:
+        raise ValueError("measure: items and repeats must be >= 1, warmup >= 0")
+    device = torch.device(device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    peaks: dict[str, int] = {name: 0 for name in fns}
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for fn in fns.values():
+                fn()
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                elapsed, peak = _timed_call(fn, device, sample_interval_s)
+                times[name].append(elapsed)
+                peaks[name] = max(peaks[name], peak)
+    kind = "cuda_max_allocated" if device.type == "cuda" else "cpu_rss_sampled"
+    return {
+        name: Measurement(
+            median_s=statistics.median(times[name]),
+            min_s=min(times[name]),
+            repeats=repeats,
+            items=items,
+            peak_mem_mb=peaks[name] / 2**20,
+            memory_kind=kind,
+        )
+        for name in fns
+    }
+
+
+def measure(fn: Callable[[], Any], *, items: int, **kwargs: Any) -> Measurement:
+    """Time one callable (see `measure_many`): warm-up, then `repeats` timed calls, median."""
+    return measure_many({"fn": fn}, items=items, **kwargs)["fn"]

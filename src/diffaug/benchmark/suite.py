@@ -1,0 +1,217 @@
+"""The benchmark stage's measurements, on the pipeline's own trained artefacts.
+
+Every figure is produced by the other stages' public code paths (no re-implementation here):
+- VAE encode / decode: `generator.models.encode_latents` / `decode_latents` on the generator's VAE.
+- generate: diffaug's `generator.sampling.InpaintSampler` vs diffusers' stock
+  `StableDiffusionInpaintPipeline` built by `generator.sampling.stock_pipeline` from the SAME VAE,
+  UNet, scheduler, prompt embeddings, steps, guidance and batch (`run_stock`).
+- validator: `Validator.predict` single-step (eq. 11, one network call) vs iterative (T DDIM
+  steps) on the same network and batch.
+- gate: the gate's decision on generated samples: `Validator.predict` in `gate.mode`, IoU with the
+  intended mask (`validator.metrics.mask_iou`, eq. 14), threshold; timed interleaved with
+  generation so `gate_vs_generate_speedup` compares the two under the same load.
+- segmenter: `Segmenter.predict` of one trained run.
+
+Ratios (higher is better) sit beside the absolute figures; `--check` compares only ratios.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from diffaug.benchmark.config import BenchmarkConfig
+from diffaug.benchmark.measure import (
+    Measurement,
+    device_name,
+    injected_slowdown,
+    measure,
+    measure_many,
+    module_bytes,
+    slowed,
+)
+from diffaug.errors import InputError
+from diffaug.progress import track
+from diffaug.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class BenchmarkInputs:
+    """Where the trained artefacts live (the dvc.yaml deps of the stage)."""
+
+    generator: Path
+    validator: Path
+    segmenters: Path
+    prepared: Path
+    synthetic: Path
+
+
+def _batch(arr: np.ndarray, n: int) -> np.ndarray:
+    """The first n rows of arr, repeated cyclically when arr has fewer (timing needs a full batch)."""
+    if len(arr) == 0:
+        raise ValueError("empty array")
+    idx = np.arange(n) % len(arr)
+    return np.ascontiguousarray(arr[idx])
+
+
+def _record(out: dict[str, Any], prefix: str, m: Measurement, rate_name: str = "samples_per_s") -> float:
+    out[f"{prefix}_{rate_name}"] = m.items_per_s
+    out[f"{prefix}_median_s"] = m.median_s
+    out[f"{prefix}_peak_mem_mb"] = m.peak_mem_mb
+    return m.items_per_s
+
+
+def bench_vae(vae: Any, images: np.ndarray, cfg: BenchmarkConfig, rt: Runtime, out: dict[str, Any]) -> None:
+    """VAE encode (eq. 1) and decode throughput on one batch of real frames."""
+    from diffaug.generator.models import decode_latents, encode_latents, to_model_space
+
+    x = to_model_space(images, rt.device, rt.dtype)
+    z = encode_latents(vae, x)
+    kw = dict(items=len(images), device=rt.device, warmup=cfg.warmup, repeats=cfg.repeats)
+    _record(out, "vae_encode", measure(lambda: encode_latents(vae, x), **kw))
+    _record(out, "vae_decode", measure(lambda: decode_latents(vae, z), **kw))
+    out["vae_latent_shape"] = "x".join(str(s) for s in z.shape[1:])
+
+
+def bench_generate_and_gate(gen: Any, validator: Any, backgrounds: np.ndarray, masks: np.ndarray, prompts: list[str],
+                            negative: str, scheduler: str, gate_images: np.ndarray, gate_masks: np.ndarray,
+                            gate_cfg: Any, cfg: BenchmarkConfig, rt: Runtime, out: dict[str, Any]) -> None:
+    """diffaug's sampler vs the stock diffusers pipeline (same weights, scheduler, prompt
+    embeddings, steps, guidance, batch and seeds), and the gate's decision per generated image
+    (`Validator.predict` in gate.mode, IoU with the intended mask of eq. 14, threshold), all three
+    timed interleaved so both ratios compare paths measured under the same load."""
+    from diffaug.generator.sampling import InpaintSampler, run_stock, stock_pipeline
+    from diffaug.validator.metrics import mask_iou
+
+    sampler = InpaintSampler(gen, scheduler, cfg.generate_steps, cfg.guidance_scale, negative,
+                             device=rt.device, dtype=rt.dtype)
+    pipe = stock_pipeline(gen, sampler)
+    seeds = list(range(rt.seed, rt.seed + len(backgrounds)))
+
+    def gate() -> np.ndarray:
+        pred = validator.predict(gate_images, mode=gate_cfg.mode, steps=gate_cfg.iterative_steps, seed=rt.seed,
+                                 batch_size=gate_cfg.batch_size)
+        return mask_iou(pred, gate_masks, validator.num_classes, gate_cfg.class_combine) > gate_cfg.threshold
+
+    m = measure_many({
+        "own": slowed(lambda: sampler(backgrounds, masks, prompts, seeds)),
+        "stock": lambda: run_stock(pipe, sampler, backgrounds, masks, prompts, seeds),
+        "gate": slowed(gate),
+    }, items=len(backgrounds), device=rt.device, warmup=cfg.warmup, repeats=cfg.repeats)
+    own = _record(out, "generate", m["own"])
+    stock = _record(out, "generate_stock", m["stock"])
+    gate_rate = _record(out, "gate", m["gate"], rate_name="images_per_s")
+    out["generate_speedup_vs_stock"] = own / stock
+    out["gate_vs_generate_speedup"] = gate_rate / own
+    out["generate_steps"] = cfg.generate_steps
+    out["generate_scheduler"] = scheduler
+    out["gate_mode"] = gate_cfg.mode
+
+
+def bench_validator(validator: Any, images: np.ndarray, cfg: BenchmarkConfig, rt: Runtime, out: dict[str, Any]) -> None:
+    """Single-step (1 network call, eq. 11) vs iterative (T DDIM calls) on the same net and batch."""
+    n = len(images)
+    m = measure_many({
+        "single": slowed(lambda: validator.predict(images, mode="single_step", seed=rt.seed, batch_size=n)),
+        "iterative": lambda: validator.predict(images, mode="iterative", steps=cfg.iterative_steps, seed=rt.seed,
+                                               batch_size=n),
+    }, items=n, device=rt.device, warmup=cfg.warmup, repeats=cfg.repeats)
+    single = _record(out, "validator_single_step", m["single"])
+    iterative = _record(out, "validator_iterative", m["iterative"])
+    out["validator_single_step_speedup"] = single / iterative
+    out["validator_iterative_steps"] = cfg.iterative_steps
+
+
+def bench_segmenter(segmenter: Any, images: np.ndarray, cfg: BenchmarkConfig, rt: Runtime, out: dict[str, Any]) -> None:
+    kw = dict(items=len(images), device=rt.device, warmup=cfg.warmup, repeats=cfg.repeats)
+    _record(out, "segmenter", measure(lambda: segmenter.predict(images), **kw))
+
+
+def pick_segmenter_run(segmenters: Path, name: str) -> Path:
+    """The run folder to time: `benchmark.segmenter_run`, or the first trained run in sorted order."""
+    if name:
+        run = segmenters / name
+        if not (run / "config.json").is_file():
+            raise InputError(f"{run}: benchmark.segmenter_run names no trained segmenter; pick a folder of {segmenters}")
+        return run
+    runs = sorted(p.parent for p in segmenters.glob("*/config.json"))
+    if not runs:
+        raise InputError(f"{segmenters}: no trained segmenter found; run `dvc repro train_segmenter` first")
+    return runs[0]
+
+
+def _synthetic_or_real(synthetic: Path, prepared: Path, n: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Generated samples with their intended masks (what the gate sees), else real test images."""
+    from diffaug.io import load_npz
+
+    path = synthetic / "samples.npz"
+    if path.is_file():
+        arrays = load_npz(path)
+        if len(arrays["images"]):
+            return _batch(arrays["images"], n), _batch(arrays["masks"], n), "synthetic"
+    from diffaug.data.prepared import load_split
+
+    test = load_split(prepared, "test")
+    return _batch(test.images, n), _batch(test.masks, n), "real_test"
+
+
+def run_benchmark(inputs: BenchmarkInputs, cfg: BenchmarkConfig, rt: Runtime, *, prompt_banks: Any,
+                  scheduler: str, gate_cfg: Any) -> dict[str, Any]:
+    """Measure every stage's model; returns the flat dict written to metrics/benchmark.json."""
+    from diffaug.data.prepared import load_fingerprint, load_split
+    from diffaug.generator.models import load_generator
+    from diffaug.generator.prompts import bank_for, negative_prompt, sample_prompts
+    from diffaug.segmenter import load_segmenter
+    from diffaug.validator.model import load_validator
+
+    t_start = time.perf_counter()
+    n = cfg.batch_size
+    out: dict[str, Any] = {
+        "device": device_name(rt.device),
+        "dtype": str(rt.dtype).removeprefix("torch."),
+        "torch_version": torch.__version__,
+        "batch_size": n,
+        "warmup": cfg.warmup,
+        "repeats": cfg.repeats,
+        "injected_slowdown": injected_slowdown(),
+        "memory_kind": "cuda_max_allocated" if rt.device.type == "cuda" else "cpu_rss_sampled",
+    }
+    family = load_fingerprint(inputs.prepared)["family"]
+    normals = load_split(inputs.prepared, "normals")
+    bank_masks = load_split(inputs.prepared, "mask_bank").masks
+    backgrounds = _batch(normals.images, n)
+    masks = _batch(bank_masks, n).astype(bool)
+    if masks.shape[1:] != backgrounds.shape[1:3]:
+        raise InputError(f"{inputs.prepared}: mask bank size {masks.shape[1:]} != image size {backgrounds.shape[1:3]}; re-run prepare")
+    bank = bank_for(prompt_banks, family)
+    prompts = sample_prompts(bank, n, np.random.default_rng(rt.seed))
+    eval_images, eval_masks, eval_source = _synthetic_or_real(inputs.synthetic, inputs.prepared, n)
+    out["gate_input"] = eval_source
+    out["image_size"] = int(backgrounds.shape[1])
+
+    gen = load_generator(inputs.generator, rt.device, rt.dtype)
+    validator = load_validator(inputs.validator, gen.vae, rt.device, rt.dtype)
+    run = pick_segmenter_run(inputs.segmenters, cfg.segmenter_run)
+    segmenter = load_segmenter(run, rt.device)
+    out["generator_weights_mb"] = module_bytes(gen.vae, gen.unet) / 2**20
+    out["validator_weights_mb"] = module_bytes(validator.net) / 2**20
+    out["segmenter_weights_mb"] = module_bytes(segmenter.net) / 2**20
+    out["segmenter_run"] = run.name
+
+    for step in track(["vae", "generate + gate", "validator", "segmenter"], "benchmark"):
+        if step == "vae":
+            bench_vae(gen.vae, backgrounds, cfg, rt, out)
+        elif step == "generate + gate":
+            bench_generate_and_gate(gen, validator, backgrounds, masks, prompts, negative_prompt(bank), scheduler,
+                                    eval_images, eval_masks, gate_cfg, cfg, rt, out)
+        elif step == "validator":
+            bench_validator(validator, eval_images, cfg, rt, out)
+        else:
+            bench_segmenter(segmenter, eval_images, cfg, rt, out)
+    out["seconds"] = time.perf_counter() - t_start
+    return out

@@ -1,0 +1,58 @@
+"""The embedded default data set: phantom frames generated deterministically from the seed.
+
+Every frame has its own numpy Generator seeded with (base.seed, family, split, index), so the
+arrays — and the npz bytes, hence the DVC hashes — depend only on the seed and the params, and a
+frame does not change when the counts of other splits do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diffaug.data.config import PrepareConfig
+from diffaug.data.phantom_fundus import render_fundus_frame
+from diffaug.data.phantom_polyp import render_polyp_frame
+from diffaug.data.samples import Dataset, Split
+from diffaug.progress import track
+
+_SPLIT_CODE = {"train": 0, "test": 1, "normals": 2}
+_FAMILY_CODE = {"polyp": 11, "fundus": 23}
+
+
+def _render_split(cfg: PrepareConfig, seed: int, split: str, count: int) -> Split:
+    family = cfg.phantom.family
+    size = cfg.image_size
+    images = np.zeros((count, size, size, 3), np.uint8)
+    masks = np.zeros((count, size, size), np.uint8)
+    flat: list[bool | None] = []
+    for i in track(range(count), f"prepare: phantom {family} {split}"):
+        rng = np.random.default_rng([seed, _FAMILY_CODE[family], _SPLIT_CODE[split], i])
+        if family == "polyp":
+            images[i], masks[i], lesions = render_polyp_frame(rng, size, with_lesion=split != "normals")
+            # a frame counts as flat when all its lesions are flat (the hard case)
+            flat.append(bool(lesions) and all(les.flat for les in lesions))
+        else:
+            images[i], masks[i], _ = render_fundus_frame(rng, size, normal=split == "normals",
+                                                         cdr_normal_max=cfg.cdr_normal_max)
+            flat.append(False)
+    ids = [f"{family}-{split}-{i:05d}" for i in range(count)]
+    return Split(images, masks, ids, [f"phantom:{family}"] * count, flat)
+
+
+def generate_phantom(cfg: PrepareConfig, seed: int) -> Dataset:
+    """Render train/test/normals for `cfg.phantom.family` at `cfg.image_size`."""
+    p = cfg.phantom
+    normals_method = (
+        "phantom frames rendered without a lesion"
+        if p.family == "polyp"
+        else f"phantom fundus frames with CDR < {cfg.cdr_normal_max} (disc/cup kept as the existing mask)"
+    )
+    return Dataset(
+        family=p.family,
+        source="phantom",
+        train=_render_split(cfg, seed, "train", p.train),
+        test=_render_split(cfg, seed, "test", p.test),
+        normals=_render_split(cfg, seed, "normals", p.normals),
+        split_unit="frame",
+        normals_method=normals_method,
+    )

@@ -1,0 +1,42 @@
+"""`prepare` as one library function: read (phantom or adapter) → write atomically → metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from diffaug.data.config import PrepareConfig
+from diffaug.data.prepared import write_prepared
+from diffaug.data.samples import Dataset
+from diffaug.io import atomic_dir, write_json
+
+
+def load_dataset(cfg: PrepareConfig, seed: int) -> Dataset:
+    """Phantom frames or a real data set, resized, split and with normal backgrounds."""
+    if cfg.dataset == "phantom":
+        from diffaug.data.phantom import generate_phantom
+
+        return generate_phantom(cfg, seed)
+    from diffaug.data.adapters import load_real_dataset
+
+    return load_real_dataset(cfg, seed)
+
+
+def prepare(cfg: PrepareConfig, seed: int, out_dir: str | Path, metrics_path: str | Path) -> dict[str, Any]:
+    """Run the whole stage. All reading and checking happens before anything is written; the
+    output folder is built in a temporary sibling and renamed into place, so bad input leaves
+    `out_dir` exactly as it was. Returns the metrics written to `metrics_path`."""
+    data = load_dataset(cfg, seed)
+    with atomic_dir(out_dir) as tmp:
+        metrics = write_prepared(
+            data,
+            tmp,
+            image_size=cfg.image_size,
+            small_area_frac=cfg.small_area_frac,
+            flat_contrast=cfg.flat_contrast,
+            cdr_normal_max=cfg.cdr_normal_max,
+            preview_count=cfg.preview_count,
+        )
+    metrics = {"dataset": cfg.dataset, "family": data.family} | metrics
+    write_json(metrics_path, metrics)
+    return metrics

@@ -1,0 +1,115 @@
+"""From per-image and per-lesion tables of every run to the figures people compare.
+
+Levels: image -> run (mean over test images) -> group (mean ± std over seeds). A group is one
+run spec of train_segmenter without the seed: `none`, `standard` (ratio-free variants) or
+`<variant>-r<ratio>` (copypaste, diffaug), e.g. `diffaug-r3`. std is the sample std over seeds
+(ddof = 1): null with one seed. Every null has a `<key>_status` (or group `std_status`) reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from diffaug.evaluation.lesions import LESION_CLASSES, lesion_fnr
+from diffaug.evaluation.metrics import METRICS
+from diffaug.evaluation.significance import paired_comparison
+
+RATIO_FREE = ("none", "standard")
+
+
+def group_label(variant: str, ratio: float) -> str:
+    """`none`, `standard`, `copypaste-r1`, `diffaug-r0.5`: the run spec without `-r0` and seed."""
+    return variant if variant in RATIO_FREE else f"{variant}-r{float(ratio):g}"
+
+
+def run_summary(
+    per_image: pd.DataFrame, lesions: pd.DataFrame, classes: tuple[str, ...] = LESION_CLASSES
+) -> dict[str, float]:
+    """One run: mean of each metric over test images (NaN-skipping) and lesion-level FNRs."""
+    out: dict[str, float] = {}
+    for key in [c for c in per_image.columns if c.split("_")[0] in METRICS and c != "id"]:
+        vals = per_image[key].to_numpy(float)
+        out[key] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+        out[f"{key}_undefined_images"] = int((~np.isfinite(vals)).sum())
+    for name, (fnr, n) in lesion_fnr(lesions, classes).items():
+        out[f"fnr_{name}"] = fnr
+        out[f"n_{name}"] = n
+    return out
+
+
+def _undefined_reason(key: str) -> str:
+    if key.startswith("sensitivity") or key.startswith("fnr"):
+        return "undefined: no lesion pixels in any test image (sensitivity needs positives)"
+    if key.startswith("specificity"):
+        return "undefined: no background pixels in any test image"
+    return "undefined: no test image"
+
+
+def group_block(runs: pd.DataFrame, min_lesions: int, classes: tuple[str, ...] = LESION_CLASSES) -> dict[str, Any]:
+    """Metrics of one group from its per-run rows (one row per seed)."""
+    out: dict[str, Any] = {"n_seeds": int(len(runs))}
+    if len(runs) < 2:
+        out["std_status"] = f"undefined: {len(runs)} seed; run >= 2 seeds (params/full_comparison.yaml uses 5)"
+    pixel_keys = [c for c in runs.columns if c.split("_")[0] in METRICS and "undefined" not in c]
+    pixel_keys = [k for k in pixel_keys if k not in {f"fnr_{n}" for n in LESION_CLASSES}]
+    for key in pixel_keys:
+        vals = runs[key].to_numpy(float)
+        finite = vals[np.isfinite(vals)]
+        out[f"{key}_mean"] = float(finite.mean()) if finite.size else None
+        out[f"{key}_std"] = float(finite.std(ddof=1)) if finite.size >= 2 else None
+        if not finite.size:
+            out[f"{key}_status"] = _undefined_reason(key)
+        undefined = int(runs[f"{key}_undefined_images"].max())
+        if undefined and finite.size:
+            out[f"{key}_undefined_images"] = undefined
+    for name in classes:
+        n = int(runs[f"n_{name}"].max())
+        vals = runs[f"fnr_{name}"].to_numpy(float)
+        out[f"n_{name}"] = n
+        out[f"fnr_{name}"] = float(vals.mean()) if n else None
+        out[f"fnr_{name}_std"] = float(vals.std(ddof=1)) if n and len(vals) >= 2 else None
+        if n == 0:
+            out[f"fnr_{name}_status"] = "undefined: no lesion in the test split" if name == "lesions" else f"undefined: no {name.replace('_', ' ')} lesion in the test split"
+        elif n < min_lesions:
+            out[f"fnr_{name}_status"] = f"few lesions: {n} < evaluate.min_lesions ({min_lesions}); not meaningful"
+    return out
+
+
+def seed_averaged_dice(per_image: pd.DataFrame, group: str, ids: list[str]) -> np.ndarray:
+    """Per-image Dice of a group averaged over its seeds, in the order of `ids`."""
+    sel = per_image[per_image["group"] == group]
+    return sel.groupby("id")["dice"].mean().reindex(ids).to_numpy(float)
+
+
+def comparisons(groups: dict[str, dict[str, Any]], baseline: str) -> list[tuple[str, str]]:
+    """Pairs (a, b) to test: every augmentation group against the baseline (`standard`), and each
+    diffaug group against copypaste (same ratio when trained, else every copypaste group)."""
+    pairs = []
+    names = list(groups)
+    if baseline in groups:
+        pairs += [(g, baseline) for g in names if g not in (baseline, "none")]
+    for g in names:
+        if groups[g]["variant"] != "diffaug":
+            continue
+        cps = [c for c in names if groups[c]["variant"] == "copypaste"]
+        same = [c for c in cps if groups[c]["ratio"] == groups[g]["ratio"]]
+        pairs += [(g, c) for c in (same or cps) if (g, c) not in pairs]
+    return pairs
+
+
+def significance_block(
+    per_image: pd.DataFrame, groups: dict[str, dict[str, Any]], baseline: str, ids: list[str],
+    seed: int, resamples: int, confidence: float,
+) -> dict[str, dict[str, Any]]:
+    out = {}
+    for k, (a, b) in enumerate(comparisons(groups, baseline)):
+        res = paired_comparison(
+            seed_averaged_dice(per_image, a, ids), seed_averaged_dice(per_image, b, ids),
+            seed=seed + k, resamples=resamples, confidence=confidence,
+        )
+        res["metric"] = "dice"
+        out[f"{a}_vs_{b}"] = res
+    return out

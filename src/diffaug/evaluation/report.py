@@ -1,0 +1,104 @@
+"""report.md: the tables (paper tables 2, 3, 5, 7 and the significance tests) and pictures of
+one evaluation, in one Markdown file next to its PNGs (data/evaluate/)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diffaug.evaluation.lesions import LESION_CLASSES
+
+
+def _num(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _p(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2g}"
+
+
+def _pm(block: dict[str, Any], key: str) -> str:
+    mean, std = block.get(f"{key}_mean"), block.get(f"{key}_std")
+    if mean is None:
+        return "undefined"
+    return _num(mean) if std is None else f"{mean:.3f} ± {std:.3f}"
+
+
+def _fnr(block: dict[str, Any], name: str) -> str:
+    n = block.get(f"n_{name}")
+    if n is None:
+        return "n/a"
+    v = block.get(f"fnr_{name}")
+    return f"{_num(v)} (n={n})" + (" *" if f"fnr_{name}_status" in block and v is not None else "")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def render_report(metrics: dict[str, Any], groups: dict[str, dict[str, Any]], pictures: dict[str, Any]) -> str:
+    """Markdown text; `pictures` maps 'variants', 'ratio', 'training' to PNG paths relative to the
+    report (or None) and 'overlays' to {group: path}."""
+    lines = [
+        "# DiffAug evaluation report",
+        "",
+        f"Real test split: {metrics['n_test_images']} images ({metrics.get('family')}); {metrics['n_runs']} trained runs. "
+        f"Per-image metrics averaged over test images, then mean ± std over seeds. Lesion class: "
+        f"`{metrics['lesion_class']}`; a lesion is found when the prediction covers ≥ {metrics['detect_fraction']:g} of it; "
+        f"small = area < {metrics['small_area_frac']:g} of the image. Every augmentation is judged against "
+        f"`{metrics['baseline']}`.",
+        "",
+        "## Segmentation (table 2)",
+        "",
+    ]
+    rows = [[g, str(b["n_seeds"]), *(_pm(b, k) for k in ("dice", "iou", "sensitivity", "fnr", "specificity"))] for g, b in groups.items()]
+    lines += _table(["variant", "seeds", "Dice", "IoU", "sensitivity", "FNR", "specificity"], rows)
+    if pictures.get("variants"):
+        lines += ["", f"![Dice per variant]({pictures['variants']})"]
+    classes = [c for c in LESION_CLASSES if any(f"n_{c}" in b for b in groups.values())]
+    lines += ["", "## Lesion-level detection (table 3)", "", "False-negative rate of ground-truth lesions (n = lesions in the class; * = too few or undefined, see metrics `*_status`).", ""]
+    lines += _table(["variant", *(f"FNR {c.replace('_', ' ')}" for c in classes)], [[g, *(_fnr(b, c) for c in classes)] for g, b in groups.items()])
+
+    sig = metrics.get("significance", {})
+    lines += ["", "## Significance", "", "Wilcoxon signed-rank over test images on seed-averaged per-image Dice; mean paired difference with a seeded bootstrap CI.", ""]
+    if sig:
+        lines += _table(
+            ["comparison", "mean ΔDice", "CI", "p-value", "wins / losses", "status"],
+            [[k, _num(v.get("mean_diff")), f"[{_num(v.get('ci_low'))}, {_num(v.get('ci_high'))}]", _p(v.get("p_value")),
+              f"{v.get('wins')} / {v.get('losses')}", str(v.get("status"))] for k, v in sig.items()],
+        )
+    else:
+        lines.append(metrics.get("significance_status", "No comparison: the runs list has no augmentation to compare."))
+
+    ratio_rows = [(b["ratio"], g, b) for g, b in groups.items() if b["variant"] in ("diffaug", "standard")]
+    if len(ratio_rows) > 1:
+        lines += ["", "## Synthetic volume (table 7)", ""]
+        lines += _table(["ratio", "variant", "Dice"], [[f"{r:g}", g, _pm(b, "dice")] for r, g, b in sorted(ratio_rows)])
+        if pictures.get("ratio"):
+            lines += ["", f"![Dice vs synthetic ratio]({pictures['ratio']})"]
+
+    syn = metrics.get("synthetic")
+    if syn:
+        lines += ["", "## Synthetic quality (table 5)", ""]
+        if syn.get("status") != "ok":
+            lines.append(str(syn.get("status")))
+        else:
+            lines += _table(
+                ["set", "samples", "validation IoU", "LPIPS vs real", "FID vs real"],
+                [["accepted", _num(syn.get("n_accepted")), _num(syn.get("iou_accepted")), _num(syn.get("lpips_accepted")), _num(syn.get("fid_accepted"), 1)],
+                 ["rejected", _num((syn.get("n_generated") or 0) - (syn.get("n_accepted") or 0)), _num(syn.get("iou_rejected")),
+                  _num(syn.get("lpips_rejected")), _num(syn.get("fid_rejected"), 1)]],
+            )
+            lines += ["", f"Acceptance rate {_num(syn.get('acceptance_rate'))}; accepted variants per background "
+                      f"{_num(syn.get('accepted_per_background'), 2)} over {syn.get('n_backgrounds')} backgrounds. "
+                      f"LPIPS: {syn.get('lpips_status')}. FID: {syn.get('fid_status')}."]
+    if pictures.get("training"):
+        lines += ["", "## Training curves", "", f"![training loss]({pictures['training']})"]
+    if pictures.get("overlays"):
+        lines += ["", "## Worst test cases", "", "Image | ground truth | prediction (green: lesion / disc rim, red: cup)."]
+        for g, path in pictures["overlays"].items():
+            lines += ["", f"### {g}", "", f"![{g} worst cases]({path})"]
+    return "\n".join(lines) + "\n"

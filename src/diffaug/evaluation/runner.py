@@ -1,0 +1,128 @@
+"""The `evaluate` stage's library entry points.
+
+`evaluate_predictions` scores given predictions (tests call it with masks they construct);
+`predict_runs` loads every trained segmenter the params list and predicts the test split;
+`run_evaluate` does both, adds the synthetic-quality block and writes every output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from diffaug.errors import InputError
+from diffaug.evaluation.aggregate import group_block, group_label, run_summary, significance_block
+from diffaug.evaluation.config import EvaluateConfig
+from diffaug.evaluation.lesions import lesion_table
+from diffaug.evaluation.metrics import check_masks, per_image_table
+from diffaug.progress import track
+
+
+@dataclass
+class RunPrediction:
+    """Predicted test masks of one trained run: uint8 (N, H, W) class indices."""
+
+    name: str
+    variant: str
+    ratio: float
+    seed: int
+    masks: np.ndarray
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, Any]  # content of metrics/evaluate.json
+    per_image: pd.DataFrame  # one row per (run, test image)
+    lesions: pd.DataFrame  # one row per (run, ground-truth lesion)
+    runs: pd.DataFrame  # one row per run: means over the test images + lesion FNRs
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # group -> its metrics block
+
+
+def resolve_lesion_class(cfg: EvaluateConfig, num_classes: int) -> int:
+    lesion_class = cfg.lesion_class if cfg.lesion_class is not None else num_classes - 1
+    if lesion_class >= num_classes:
+        raise InputError(
+            f"evaluate.lesion_class {lesion_class} is not a class of the prepared data (0..{num_classes - 1}); "
+            "fix params.yaml"
+        )
+    return lesion_class
+
+
+def evaluate_predictions(
+    gt: np.ndarray,
+    ids: np.ndarray,
+    manifest: pd.DataFrame | None,
+    fingerprint: dict[str, Any],
+    runs: list[RunPrediction],
+    cfg: EvaluateConfig,
+    seed: int,
+) -> Evaluation:
+    """Score every run's predictions against the test masks `gt` (N, H, W)."""
+    if not runs:
+        raise InputError("evaluate: no trained runs to evaluate; list runs in params.yaml train_segmenter.runs")
+    class_names = [str(c) for c in fingerprint.get("class_names", ["background", "lesion"])]
+    num_classes = len(class_names)
+    lesion_class = resolve_lesion_class(cfg, num_classes)
+    small = cfg.small_area_frac if cfg.small_area_frac is not None else float(fingerprint.get("small_area_frac", 0.05))
+    ids = np.asarray(ids).astype(str)
+    # Hard-case classes that the data can define: flat needs the manifest's flag, early glaucoma
+    # the fundus family's cup-to-disc ratios.
+    classes = ("lesions", "small")
+    if manifest is not None and "flat" in manifest.columns:
+        classes += ("flat",)
+    if fingerprint.get("family") == "fundus":
+        classes += ("early_glaucoma",)
+    images_rows, lesion_rows, run_rows = [], [], []
+    for run in runs:
+        check_masks(run.masks, gt, num_classes, what=f"predictions of run {run.name}")
+        group = group_label(run.variant, run.ratio)
+        info = {"run": run.name, "group": group, "variant": run.variant, "ratio": float(run.ratio), "seed": int(run.seed)}
+        table = per_image_table(run.masks, gt, ids, class_names)
+        lesions = lesion_table(run.masks, gt, ids, manifest, lesion_class, small, cfg.detect_fraction, cfg.early_glaucoma_cdr)
+        images_rows.append(table.assign(**info))
+        lesion_rows.append(lesions.assign(**info))
+        run_rows.append({**info, **run_summary(table, lesions, classes)})
+    per_image = pd.concat(images_rows, ignore_index=True)
+    lesions = pd.concat(lesion_rows, ignore_index=True)
+    run_df = pd.DataFrame(run_rows)
+
+    groups: dict[str, dict[str, Any]] = {}
+    for group, rows in run_df.groupby("group", sort=False):
+        block = {"variant": str(rows["variant"].iloc[0]), "ratio": float(rows["ratio"].iloc[0])}
+        block.update(group_block(rows, cfg.min_lesions, classes))
+        groups[str(group)] = block
+
+    metrics: dict[str, Any] = {
+        "n_test_images": int(len(ids)),
+        "n_runs": int(len(runs)),
+        "family": fingerprint.get("family"),
+        "lesion_class": class_names[lesion_class],
+        "small_area_frac": small,
+        "detect_fraction": cfg.detect_fraction,
+        "baseline": cfg.baseline,
+        **groups,
+    }
+    if cfg.baseline not in groups:
+        metrics["significance_status"] = f"no '{cfg.baseline}' runs to judge the augmentations against; add them to train_segmenter.runs"
+    metrics["significance"] = significance_block(
+        per_image, groups, cfg.baseline, list(ids), seed, cfg.bootstrap_resamples, cfg.confidence
+    )
+    return Evaluation(metrics=metrics, per_image=per_image, lesions=lesions, runs=run_df, groups=groups)
+
+
+def predict_runs(
+    segmenters_dir: str | Path, planned: list[Any], images: np.ndarray, device: Any, batch_size: int = 32
+) -> list[RunPrediction]:
+    """Load each planned run (`variant, ratio, seed, name`) from `segmenters_dir/<name>` and predict."""
+    from diffaug.segmenter import load_segmenter
+
+    out = []
+    for run in track(planned, "evaluate: predicting test split"):
+        seg = load_segmenter(Path(segmenters_dir) / run.name, device)
+        seg.batch_size = batch_size
+        out.append(RunPrediction(run.name, run.variant, float(run.ratio), int(run.seed), seg.predict(images)))
+    return out

@@ -1,0 +1,1 @@
+"""Generator: text-guided latent-diffusion inpainting (models, text encoder, prompts, training, generation)."""

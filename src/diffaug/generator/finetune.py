@@ -1,0 +1,60 @@
+"""The `finetune_generator` stage as one library call: read prepared data, train (resuming from
+the last checkpoint), write the generator folder, the dvclive curves and the metrics, each
+atomically (a failure leaves no partial output)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from diffaug.config import BaseConfig
+from diffaug.generator.config import FinetuneGeneratorConfig
+from diffaug.generator.models import save_generator
+from diffaug.generator.train import finetune_generator
+from diffaug.generator.train_data import load_train_data
+from diffaug.io import atomic_dir, write_json
+from diffaug.runtime import resolve_runtime
+
+
+def run_finetune_generator(
+    cfg: FinetuneGeneratorConfig,
+    base: BaseConfig,
+    prepared_dir: str | Path,
+    out_dir: str | Path,
+    ckpt_dir: str | Path,
+    live_dir: str | Path,
+    metrics_path: str | Path,
+    stop_after: int | None = None,
+) -> dict[str, Any] | None:
+    """Train and write `out_dir` (generator folder), `live_dir`, `metrics_path`.
+
+    Curves are logged into `<ckpt_dir>/live` (persistent, so a resumed run keeps the curve of the
+    steps before the kill) and copied to `live_dir` at the end. Returns the metrics, or None when
+    `stop_after` stopped the run early (nothing but the checkpoint is written then).
+    """
+    runtime = resolve_runtime(base)
+    data = load_train_data(prepared_dir, cfg)
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    result = finetune_generator(cfg, runtime, data, ckpt_dir, ckpt_dir / "live", stop_after=stop_after)
+    if result.generator is None:
+        return None
+    gen = result.generator
+    gen.meta.update(
+        {
+            "family": data.family,
+            "image_size": data.image_size,
+            "vae_scale_factor": gen.vae_scale_factor,
+            "num_train_timesteps": int(gen.scheduler.config.num_train_timesteps),
+            "prompts": cfg.prompts.model_dump(),
+            "phases": {k: result.metrics[f"{k}_steps"] for k in ("vae", "pretrain", "finetune")},
+            "seed": base.seed,
+        }
+    )
+    with atomic_dir(out_dir) as tmp:
+        save_generator(gen, tmp)
+    with atomic_dir(live_dir) as tmp:
+        shutil.copytree(ckpt_dir / "live", tmp, dirs_exist_ok=True)
+    write_json(metrics_path, result.metrics)
+    return result.metrics

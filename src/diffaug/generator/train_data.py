@@ -1,0 +1,91 @@
+"""Training data of `finetune_generator`, read from `prepare`'s folder.
+
+Frames for phases (a)/(b) = train images + normal backgrounds (+ an optional folder of unlabelled
+frames, `finetune_generator.vae_phase.extra_frames_dir`); lesion pairs for phase (c) = training
+frames whose lesion mask (polyp: the lesion; fundus: the cup) is non-empty, with their
+manifest rows for captioning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffaug.errors import InputError
+from diffaug.generator.checkpoint import array_digest
+from diffaug.generator.train import TrainData
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def _resize(images: np.ndarray, size: int, masks: bool = False) -> np.ndarray:
+    if images.shape[0] == 0 or images.shape[1] == size:
+        return images
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.as_tensor(images).float()
+    if masks:
+        out = F.interpolate(t[:, None], size=(size, size), mode="nearest")[:, 0]
+    else:
+        out = F.interpolate(t.permute(0, 3, 1, 2), size=(size, size), mode="bilinear", antialias=True)
+        out = out.permute(0, 2, 3, 1)
+    return out.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def load_extra_frames(folder: str | Path, size: int) -> np.ndarray:
+    """Unlabelled frames (any size, RGB/grey) from a folder, resized to `size`."""
+    from PIL import Image
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: extra frames folder not found; fix finetune_generator.vae_phase.extra_frames_dir or set it to ''")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    out = []
+    for p in files:
+        try:
+            with Image.open(p) as im:
+                out.append(np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)))
+        except OSError:
+            raise InputError(f"{p}: not a readable image; remove it from the extra frames folder") from None
+    return np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)
+
+
+def load_train_data(prepared_dir: str | Path, cfg: Any) -> TrainData:
+    from diffaug.data.prepared import load_fingerprint, load_split
+    from diffaug.data.stats import lesion_mask
+
+    fp = load_fingerprint(prepared_dir)
+    family = str(fp.get("family", "polyp"))
+    train = load_split(prepared_dir, "train")
+    normals = load_split(prepared_dir, "normals")
+    if train.images is None or len(train) == 0:
+        raise InputError(f"{Path(prepared_dir) / 'train.npz'}: no training images; re-run `diffaug prepare`")
+    size = cfg.image_size or int(train.images.shape[1])
+    factor = 2 ** (len(cfg.vae.block_out_channels) - 1) if cfg.backbone == "tiny" else 8
+    if size % (factor * 2 ** (len(cfg.unet.block_out_channels) - 1)) and cfg.backbone == "tiny":
+        raise InputError(
+            f"image size {size} is not divisible by the VAE x UNet downsampling; "
+            "set finetune_generator.image_size to a multiple of it"
+        )
+    parts = [_resize(train.images, size), _resize(normals.images, size)] if normals.images is not None else [_resize(train.images, size)]
+    if cfg.vae_phase.extra_frames_dir:
+        parts.append(load_extra_frames(cfg.vae_phase.extra_frames_dir, size))
+    frames = np.concatenate(parts)
+    les = np.stack([lesion_mask(m, family) for m in train.masks]).astype(np.uint8)
+    keep = np.flatnonzero(les.reshape(len(les), -1).any(axis=1))
+    if keep.size == 0:
+        raise InputError(f"{Path(prepared_dir) / 'train.npz'}: no training frame has a lesion mask; the generator needs lesion examples")
+    lesion_images = _resize(train.images[keep], size)
+    lesion_masks = _resize(les[keep], size, masks=True)
+    stats = [{k: _plain(v) for k, v in row.items()} for row in train.table.iloc[keep].to_dict("records")]
+    digest = array_digest(frames, lesion_images, lesion_masks)
+    return TrainData(family, frames, lesion_images, lesion_masks, stats, digest)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    return v

@@ -1,0 +1,153 @@
+"""Params of the `train_segmenter` stage (seed-summary §4, §5 table 7; issue 5 item 1).
+
+One DVC matrix entry trains one run: a *run spec* `<variant>-r<ratio>` from `runs` × a seed from
+`seeds`. The run's folder is `data/segmenters/<variant>-r<ratio>-s<seed>` (see `run_name`).
+
+Variants:
+- `none`: real training images as they are.
+- `standard`: rotation, flip, scale and elastic deformation, applied jointly to image and mask.
+- `copypaste`: standard + round(ratio × N_real) composites of real lesions pasted (rescaled,
+  feathered) onto other training images: the cheap baseline diffaug must beat.
+- `diffaug`: standard + round(ratio × N_real) accepted synthetic pairs from the gate.
+
+Exposure (why the mix is not a naive 1:1): the budget is `epochs` passes over the real set and
+every batch holds `batch_size` *real* samples, so each real image is seen exactly `epochs` times
+in every variant. Synthetic samples are *added* to each batch (their number set by
+`synthetic_share`), never put in place of real ones.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from diffaug.config import Section
+
+VARIANTS = ("none", "standard", "copypaste", "diffaug")
+# Variants that add extra pairs and therefore take a ratio > 0; the others must say r0.
+RATIO_VARIANTS = ("copypaste", "diffaug")
+_SPEC = re.compile(r"^(?P<variant>[a-z]+)-r(?P<ratio>[0-9]+(?:\.[0-9]+)?)$")
+
+
+def format_ratio(ratio: float) -> str:
+    """Canonical text of a ratio in run names: 3 -> '3', 0.5 -> '0.5', 3.0 -> '3'."""
+    return f"{float(ratio):g}"
+
+
+def parse_run_spec(spec: str) -> tuple[str, float]:
+    """`'diffaug-r3'` -> `('diffaug', 3.0)`; raises ValueError with a one-line reason."""
+    m = _SPEC.match(str(spec))
+    if m is None:
+        raise ValueError(f"run '{spec}' must look like '<variant>-r<ratio>', e.g. 'standard-r0' or 'diffaug-r3'")
+    variant, ratio = m["variant"], float(m["ratio"])
+    if variant not in VARIANTS:
+        raise ValueError(f"run '{spec}': unknown variant '{variant}'; allowed: {', '.join(VARIANTS)}")
+    if variant in RATIO_VARIANTS and ratio <= 0:
+        raise ValueError(f"run '{spec}': variant '{variant}' needs a ratio > 0 (paper sweep 0.5-5, best 3)")
+    if variant not in RATIO_VARIANTS and ratio != 0:
+        raise ValueError(f"run '{spec}': variant '{variant}' adds no pairs; write '{variant}-r0'")
+    canonical = f"{variant}-r{format_ratio(ratio)}"
+    if spec != canonical:
+        raise ValueError(f"run '{spec}': write it as '{canonical}' (the folder name evaluate looks for)")
+    return variant, ratio
+
+
+class StandardAugmentConfig(Section):
+    """Geometric augmentation shared by standard/copypaste/diffaug (torchvision.transforms.v2)."""
+
+    flip_prob: float = Field(0.5, ge=0, le=1)  # horizontal and vertical flip, each with this probability
+    rotation_degrees: float = Field(30.0, ge=0, le=180)  # uniform rotation in [-d, d]
+    scale_min: float = Field(0.85, gt=0)  # isotropic zoom range (paper: "scale")
+    scale_max: float = Field(1.15, gt=0)
+    elastic_prob: float = Field(0.3, ge=0, le=1)  # share of samples that also get an elastic warp (the costly op on CPU)
+    elastic_alpha: float = Field(12.0, ge=0)  # displacement magnitude in pixels (torchvision ElasticTransform)
+    elastic_sigma: float = Field(4.0, gt=0)  # smoothness of the displacement field in pixels
+
+    @model_validator(mode="after")
+    def _check(self) -> StandardAugmentConfig:
+        if self.scale_max < self.scale_min:
+            raise ValueError("scale_max must be >= scale_min")
+        return self
+
+
+class CopyPasteConfig(Section):
+    """How `copypaste` composes its extra pairs (one pasted lesion per composite)."""
+
+    scale_min: float = Field(0.6, gt=0)  # rescale factor of the cut-out lesion
+    scale_max: float = Field(1.3, gt=0)
+    feather_sigma: float = Field(1.5, ge=0)  # Gaussian blur (px) of the paste alpha: soft edges
+    min_brightness: float = Field(0.15, ge=0, le=1)  # plausible place: mean intensity above this (not the dark border)
+    tries: int = Field(20, ge=1)  # placements tried before accepting overlap with an existing lesion
+
+    @model_validator(mode="after")
+    def _check(self) -> CopyPasteConfig:
+        if self.scale_max < self.scale_min:
+            raise ValueError("scale_max must be >= scale_min")
+        return self
+
+
+class TrainSegmenterConfig(Section):
+    """`train_segmenter`: downstream segmenters over augmentation variants × ratios × seeds."""
+
+    # --- what `dvc repro` trains (DVC matrix: runs × seeds) ---
+    runs: list[str] = Field(
+        default_factory=lambda: ["none-r0", "standard-r0", "copypaste-r1", "diffaug-r1"], min_length=1
+    )  # '<variant>-r<ratio>'; paper sweep for diffaug: 0.5, 1, 2, 3, 5 (best 3)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)  # >= 5 for the full comparison (params/full_comparison.yaml)
+
+    # --- network ---
+    architecture: Literal["unet", "latent"] = "unet"  # MONAI U-Net, or the validator's latent single-step network
+    channels: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=2)  # MONAI UNet widths per level
+    num_res_units: int = Field(1, ge=0)  # residual units per MONAI UNet level
+
+    # --- budget (passes over the real set) ---
+    epochs: int = Field(30, ge=1)  # each real image is seen exactly this often, in every variant
+    batch_size: int = Field(16, ge=1)  # real samples per batch
+    lr: float = Field(3e-3, gt=0)  # AdamW peak lr (cosine decay to lr_min)
+    lr_min: float = Field(1e-4, ge=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    dice_weight: float = Field(1.0, ge=0)  # loss = cross-entropy + dice_weight * soft Dice (per sample)
+
+    # --- extra pairs (copypaste / diffaug) ---
+    # Share of each batch that is synthetic: n_syn = round(batch_size * s / (1 - s)) added to the
+    # batch_size real samples. Paper-like proportional mixing would be s = ratio / (1 + ratio).
+    synthetic_share: float = Field(0.25, ge=0, lt=1)
+    synthetic_loss_weight: float = Field(1.0, ge=0)  # per-sample loss weight of extra pairs (real = 1)
+    weight_by_gate_iou: bool = False  # diffaug: also multiply by the gate's IoU (accepted.csv `iou`) as a soft weight
+    real_only_epochs: int = Field(0, ge=0)  # two-phase schedule: the last N epochs use real pairs only
+    # diffaug with no accepted samples: "warn" trains on real + standard only and records it;
+    # "error" stops with a one-line message.
+    on_empty_synthetic: Literal["warn", "error"] = "warn"
+
+    augment: StandardAugmentConfig = Field(default_factory=StandardAugmentConfig)
+    copypaste: CopyPasteConfig = Field(default_factory=CopyPasteConfig)
+
+    # --- logging / inference ---
+    log_every: int = Field(1, ge=1)  # epochs between dvclive points
+    eval_batch_size: int = Field(64, ge=1)
+
+    @field_validator("runs")
+    @classmethod
+    def _check_runs(cls, runs: list[str]) -> list[str]:
+        for spec in runs:
+            parse_run_spec(spec)
+        if len(set(runs)) != len(runs):
+            raise ValueError("runs must not repeat an entry")
+        return runs
+
+    @field_validator("seeds")
+    @classmethod
+    def _check_seeds(cls, seeds: list[int]) -> list[int]:
+        if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be distinct integers >= 0")
+        return seeds
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainSegmenterConfig:
+        if self.real_only_epochs >= self.epochs and self.real_only_epochs > 0:
+            raise ValueError(f"real_only_epochs ({self.real_only_epochs}) must be < epochs ({self.epochs})")
+        if self.lr_min > self.lr:
+            raise ValueError("lr_min must be <= lr")
+        return self

@@ -1,0 +1,118 @@
+"""The `train_validator` stage as one library call: hold out a validation part of the real train
+split, train, then measure validation Dice/IoU (single-step and iterative) and the speed ratio.
+
+Speed (issue item 8): single-step and iterative T-step inference run side by side on the same
+network, the same batch of validation images and the same thread settings, after a warm-up; the
+median of `speed_repeats` timings is used. Two ratios are reported: `speed_ratio` (images in,
+masks out: VAE encoding and mask decoding included, as the gate runs it) and `speed_ratio_latent`
+(from z_a to the mask latent: the network calls only). The goal is >= 0.9 * T.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from diffaug.validator.config import TrainValidatorConfig
+from diffaug.validator.inference import Validator, encode_images
+from diffaug.validator.metrics import mask_dice, mask_iou
+from diffaug.validator.model import ValidatorNet
+from diffaug.validator.train import TrainInfo, train_network
+
+
+@dataclass
+class TrainResult:
+    net: ValidatorNet
+    metrics: dict
+    info: TrainInfo
+
+
+def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded permutation; at least one sample on each side."""
+    if n < 2:
+        from diffaug.errors import InputError
+
+        raise InputError(f"train split has {n} sample(s); the validator needs at least 2 (train + validation)")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = min(max(1, int(round(n * val_fraction))), n - 1)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def evaluate(validator: Validator, images: np.ndarray, masks: np.ndarray, steps: int, seed: int = 0,
+             batch_size: int = 32) -> dict:
+    """Mean Dice / IoU of single-step and iterative predictions against the true masks."""
+    out = {}
+    for mode in ("single_step", "iterative"):
+        pred = validator.predict(images, mode=mode, steps=steps, seed=seed, batch_size=batch_size)
+        tag = "single" if mode == "single_step" else "iterative"
+        out[f"val_dice_{tag}"] = float(mask_dice(pred, masks, validator.num_classes).mean())
+        out[f"val_iou_{tag}"] = float(mask_iou(pred, masks, validator.num_classes).mean())
+    return out
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()  # warm-up (allocations, lazy init)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure_speed(validator: Validator, images: np.ndarray, steps: int, repeats: int = 3) -> dict:
+    """Single-step vs iterative (T = steps) on one batch, measured side by side."""
+    batch = images
+    n = len(batch)
+    t_single = _median_time(lambda: validator.predict(batch, "single_step", batch_size=n), repeats)
+    t_iter = _median_time(lambda: validator.predict(batch, "iterative", steps=steps, batch_size=n), repeats)
+    z_a = encode_images(validator.vae, batch, n, validator.device, validator.dtype)
+    l_single = _median_time(lambda: validator.predict_latents(z_a, "single_step", batch_size=n), repeats)
+    l_iter = _median_time(lambda: validator.predict_latents(z_a, "iterative", steps, batch_size=n), repeats)
+    return {
+        "speed_batch": n,
+        "speed_iterative_steps": steps,
+        "single_step_samples_per_s": n / t_single,
+        "iterative_samples_per_s": n / t_iter,
+        "speed_ratio": t_iter / t_single,
+        "speed_ratio_latent": l_iter / l_single,
+        "speed_ratio_goal": 0.9 * steps,
+    }
+
+
+def train_validator(train_images: np.ndarray, train_masks: np.ndarray, vae, cfg: TrainValidatorConfig,
+                    num_classes: int, seed: int = 0, device: str | torch.device = "cpu",
+                    mixed_precision: str = "no", generator_unet_state: dict | None = None,
+                    checkpoint_dir=None, live=None) -> TrainResult:
+    """Split, train (resumable), evaluate and time; returns the network and flat metrics."""
+    t0 = time.perf_counter()
+    tr, va = split_train_val(len(train_images), cfg.val_fraction, seed)
+    net, info = train_network(train_images[tr], train_masks[tr], vae, cfg, num_classes, seed=seed, device=device,
+                              mixed_precision=mixed_precision, generator_unet_state=generator_unet_state,
+                              checkpoint_dir=checkpoint_dir, live=live)
+    train_s = time.perf_counter() - t0
+    validator = Validator(net, vae, device=device)
+    metrics = evaluate(validator, train_images[va], train_masks[va], cfg.iterative_steps, seed, cfg.eval_batch_size)
+    speed_imgs = train_images[va][: cfg.eval_batch_size]
+    metrics |= measure_speed(validator, speed_imgs, cfg.iterative_steps, cfg.speed_repeats)
+    validator.net.cpu()
+    metrics |= {
+        "n_train": int(len(tr)), "n_val": int(len(va)), "steps": info.steps, "resumed_from_step": info.resumed_from,
+        "init_copied_tensors": info.copied_init_tensors, "mask_codec": cfg.mask_codec,
+        "codec_recon_dice_learned": info.codec_recon_dice_learned, "codec_recon_dice_vae": info.codec_recon_dice_vae,
+        "single_step_timestep": net.config.single_step_timestep, "train_seconds": train_s,
+        "seconds": time.perf_counter() - t0,
+        **{f"final_{k}": v for k, v in info.history.items()},
+        **{f"seconds_{k}": v for k, v in info.seconds.items()},
+    }
+    if live is not None:
+        for k in ("val_dice_single", "val_iou_single", "val_dice_iterative", "val_iou_iterative", "speed_ratio"):
+            live.summary[k] = metrics[k]
+    return TrainResult(net=net, metrics=metrics, info=info)
+
+
+__all__ = ["TrainResult", "evaluate", "measure_speed", "split_train_val", "train_validator"]

@@ -1,0 +1,147 @@
+"""The quality gate (seed-summary §3, eq. 14): predict a mask for every generated sample and keep
+the sample iff IoU(intended mask, predicted mask) > threshold.
+
+`run_gate` reads data/synthetic/raw/ (samples.npz + manifest.csv), checks that every manifest row
+has its image (and vice versa), predicts with the validator (single-step by default) and returns a
+`GateReport`; `write_gate_outputs` writes accepted/rejected sets, iou.csv (histogram for
+`dvc plots`), grid.png and the metrics. `gate.enabled: false` accepts every sample (the ablation
+"without validation"); the IoU is still computed and recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from diffaug.errors import InputError
+from diffaug.io import atomic_dir, load_npz, read_json, save_npz
+from diffaug.validator.config import GateConfig
+from diffaug.validator.metrics import mask_iou
+
+log = logging.getLogger(__name__)
+SAMPLE_KEYS = ("images", "masks", "ids")
+
+
+@dataclass
+class GateReport:
+    samples: dict[str, np.ndarray]  # images, masks, ids (manifest order)
+    manifest: pd.DataFrame  # manifest rows + iou + accepted
+    pred_masks: np.ndarray  # (S, H, W) uint8
+    accepted: np.ndarray  # (S,) bool
+    metrics: dict
+
+
+def read_raw(raw_dir: str | Path) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """samples.npz + manifest.csv, aligned to manifest order; one-line InputError on any mismatch."""
+    raw_dir = Path(raw_dir)
+    npz, csv = raw_dir / "samples.npz", raw_dir / "manifest.csv"
+    for f in (npz, csv):
+        if not f.is_file():
+            raise InputError(f"{f}: not found; run `dvc repro generate` first")
+    try:
+        samples = load_npz(npz)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{npz}: unreadable ({exc}); rerun generate") from None
+    missing = [k for k in SAMPLE_KEYS if k not in samples]
+    if missing:
+        raise InputError(f"{npz}: missing array '{missing[0]}' (needs images, masks, ids); rerun generate")
+    try:
+        manifest = pd.read_csv(csv, dtype={"sample_id": str}, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        manifest = pd.DataFrame({"sample_id": pd.Series(dtype=str)})
+    if "sample_id" not in manifest.columns:
+        raise InputError(f"{csv}: no 'sample_id' column; rerun generate")
+    images, masks, ids = samples["images"], samples["masks"], samples["ids"].astype(str)
+    if not (len(images) == len(masks) == len(ids)):
+        raise InputError(f"{npz}: images ({len(images)}), masks ({len(masks)}) and ids ({len(ids)}) differ in length; rerun generate")
+    if len(images) and (images.ndim != 4 or images.shape[-1] != 3 or masks.shape != images.shape[:3]):
+        raise InputError(f"{npz}: images must be (S, H, W, 3) and masks (S, H, W); got {images.shape} and {masks.shape}")
+    where = {sid: i for i, sid in enumerate(ids)}
+    for row, sid in enumerate(manifest["sample_id"]):
+        if sid not in where:
+            raise InputError(f"{csv}: row {row + 2} sample_id '{sid}' has no image in {npz.name}; rerun generate")
+    extra = sorted(set(ids) - set(manifest["sample_id"]))
+    if extra:
+        raise InputError(f"{npz}: sample '{extra[0]}' has no row in {csv.name}; rerun generate")
+    order = np.array([where[s] for s in manifest["sample_id"]], dtype=np.int64)
+    aligned = {"images": images[order], "masks": masks[order], "ids": ids[order]}
+    if len(order) == 0:
+        aligned = {"images": images[:0], "masks": masks[:0], "ids": ids[:0]}
+    return aligned, manifest.reset_index(drop=True)
+
+
+def generation_samples_per_s(path: str | Path | None) -> float | None:
+    """samples_per_s from metrics/generate.json when present (to price the gate against generation)."""
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        value = read_json(path).get("samples_per_s")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def _mean(x: np.ndarray) -> float:
+    return float(x.mean()) if len(x) else float("nan")
+
+
+def run_gate(raw_dir: str | Path, validator, cfg: GateConfig, seed: int = 0,
+             generate_metrics: str | Path | None = None) -> GateReport:
+    """Validate every generated sample; see the module docstring."""
+    samples, manifest = read_raw(raw_dir)
+    n = len(samples["ids"])
+    num_classes = validator.num_classes
+    if n == 0:
+        log.warning("gate: %s has no generated samples; writing empty accepted/rejected sets", raw_dir)
+        pred, seconds = samples["masks"].copy(), 0.0
+    else:
+        t0 = time.perf_counter()
+        pred = validator.predict(samples["images"], mode=cfg.mode, steps=cfg.iterative_steps, seed=seed,
+                                 batch_size=cfg.batch_size)
+        seconds = time.perf_counter() - t0
+    iou = mask_iou(pred, samples["masks"], num_classes, cfg.class_combine) if n else np.zeros(0)
+    accepted = iou > cfg.threshold if cfg.enabled else np.ones(n, dtype=bool)
+    manifest = manifest.assign(iou=iou.round(6), accepted=accepted)
+    gen_sps = generation_samples_per_s(generate_metrics)
+    per_image = seconds / n if n else float("nan")
+    metrics = {
+        "enabled": cfg.enabled, "threshold": cfg.threshold, "mode": cfg.mode, "class_combine": cfg.class_combine,
+        "n_generated": n, "n_accepted": int(accepted.sum()), "n_rejected": int(n - accepted.sum()),
+        "acceptance_rate": float(accepted.mean()) if n else 0.0,
+        "iou_mean": _mean(iou), "iou_accepted_mean": _mean(iou[accepted]), "iou_rejected_mean": _mean(iou[~accepted]),
+        "images_per_s": n / seconds if n and seconds > 0 else 0.0, "gate_seconds_per_image": per_image,
+        "generate_samples_per_s": gen_sps,
+        # gate cost per image / generation cost per image (goal <= 0.05)
+        "gate_cost_fraction": per_image * gen_sps if gen_sps and n else None,
+    }
+    return GateReport(samples=samples, manifest=manifest, pred_masks=pred.astype(np.uint8), accepted=accepted, metrics=metrics)
+
+
+def iou_histogram(iou: np.ndarray, accepted: np.ndarray, bins: int) -> pd.DataFrame:
+    """Counts per IoU bin over [0, 1] (all, accepted, rejected) for `dvc plots`."""
+    edges = np.linspace(0, 1, bins + 1)
+    count = lambda x: np.histogram(x, bins=edges)[0]  # noqa: E731
+    return pd.DataFrame({"iou_bin": ((edges[:-1] + edges[1:]) / 2).round(4), "count": count(iou),
+                         "accepted": count(iou[accepted]), "rejected": count(iou[~accepted])})
+
+
+def write_gate_outputs(report: GateReport, out_dir: str | Path, cfg: GateConfig) -> None:
+    """accepted/rejected npz + csv, iou.csv and grid.png, all or nothing (atomic_dir)."""
+    from diffaug.validator.grid import save_grid
+
+    s, acc = report.samples, report.accepted
+    cols = [c for c in report.manifest.columns if c != "accepted"]
+    with atomic_dir(out_dir) as tmp:
+        for name, sel in (("accepted", acc), ("rejected", ~acc)):
+            save_npz(tmp / f"{name}.npz", images=s["images"][sel], masks=s["masks"][sel], ids=s["ids"][sel],
+                     pred_masks=report.pred_masks[sel])
+            report.manifest.loc[sel, cols].to_csv(tmp / f"{name}.csv", index=False)
+        iou = report.manifest["iou"].to_numpy(dtype=float)
+        iou_histogram(iou, acc, cfg.histogram_bins).to_csv(tmp / "iou.csv", index=False)
+        save_grid(tmp / "grid.png", s["images"], s["masks"], report.pred_masks, iou, acc, cfg.grid_samples,
+                  title=f"gate: IoU > {cfg.threshold}" + ("" if cfg.enabled else " (disabled: all accepted)"))

@@ -1,0 +1,112 @@
+"""Validator inference: image -> mask, single-step (eq. 11, the default) or iterative DDIM.
+
+Single-step: z_T ~ N(0, I) (seeded), one call eps_hat = eps_theta([z_T ; f_fused], t_s) at the
+single-step timestep t_s (the last training timestep: there z_t carries almost no information
+about the unknown mask latent, so pure noise is what training saw), then eq. 11
+z0_hat = (z_T - sqrt(1 - abar) eps_hat) / sqrt(abar), decoded to a mask.
+Iterative ("without latent estimation", table 6): T DDIM steps from z_T with trailing spacing
+(so the first step is also t_s); f_fused is computed once per image in both modes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from diffaug.validator.codec import VaeMaskCodec, probs_to_masks
+from diffaug.validator.model import ValidatorNet, make_scheduler
+
+
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1], the VAE's input range."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+@torch.no_grad()
+def encode_images(vae, images: np.ndarray | torch.Tensor, batch_size: int = 32, device="cpu", dtype=torch.float32) -> torch.Tensor:
+    """z_a = E(I) * scaling_factor (the posterior mean: deterministic), (N, c, H/f, W/f) float32 on CPU."""
+    x = images_to_tensor(images) if isinstance(images, np.ndarray) else images
+    sf = float(vae.config.scaling_factor)
+    out = [vae.encode(x[i:i + batch_size].to(device, dtype)).latent_dist.mean.float().cpu() * sf
+           for i in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def single_step_estimate(z_t: torch.Tensor, eps_hat: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """eq. 11: z0_hat = (z_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t); alpha_bar (N,) or scalar."""
+    a = alpha_bar.reshape(-1, *([1] * (z_t.dim() - 1))) if alpha_bar.dim() else alpha_bar
+    return (z_t - (1 - a).sqrt() * eps_hat) / a.sqrt()
+
+
+class Validator:
+    """A trained validator with its VAE: `predict(images) -> masks`, `predict_proba`."""
+
+    def __init__(self, net: ValidatorNet, vae, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.net = net.to(self.device).eval()
+        self.vae = vae.to(self.device).eval()
+        if self.vae.dtype != dtype:
+            self.vae = self.vae.to(dtype=dtype)
+        self.config = net.config
+        self.num_classes = net.config.num_classes
+        self.codec = net.codec if net.codec is not None else VaeMaskCodec(self.vae, self.num_classes)
+        self.ddpm = make_scheduler(net.config, "ddpm")
+        self.ddim = make_scheduler(net.config, "ddim")
+        self.t_single = net.config.single_step_timestep
+
+    def _noise(self, n: int, h: int, w: int, seed: int) -> torch.Tensor:
+        # all samples' noise drawn up front: results do not depend on the batch size
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn(n, self.config.mask_latent_channels, h, w, generator=g)
+
+    @torch.no_grad()
+    def latents_single_step(self, f_fused: torch.Tensor, z_T: torch.Tensor) -> torch.Tensor:
+        t = torch.full((len(z_T),), self.t_single, dtype=torch.long, device=self.device)
+        eps = self.net.denoise(f_fused, z_T, t)
+        return single_step_estimate(z_T, eps, self.ddpm.alphas_cumprod[self.t_single].to(self.device))
+
+    @torch.no_grad()
+    def latents_iterative(self, f_fused: torch.Tensor, z_T: torch.Tensor, steps: int) -> torch.Tensor:
+        self.ddim.set_timesteps(steps, device=self.device)
+        z, z0 = z_T, z_T
+        for t in self.ddim.timesteps:
+            eps = self.net.denoise(f_fused, z, t.expand(len(z)))
+            out = self.ddim.step(eps, t, z)
+            z, z0 = out.prev_sample, out.pred_original_sample
+        return z0  # the last step's clean-latent estimate
+
+    @torch.no_grad()
+    def predict_latents(self, z_a: torch.Tensor, mode: str = "single_step", steps: int = 20, seed: int = 0,
+                        batch_size: int = 32) -> torch.Tensor:
+        """z_a (N, c, h, w) -> z0_hat (N, m, h, w)."""
+        n, _, h, w = z_a.shape
+        noise = self._noise(n, h, w, seed)
+        out = []
+        for i in range(0, n, batch_size):
+            za = z_a[i:i + batch_size].to(self.device)
+            f = self.net.condition(za)
+            zT = noise[i:i + batch_size].to(self.device)
+            z0 = self.latents_single_step(f, zT) if mode == "single_step" else self.latents_iterative(f, zT, steps)
+            out.append(z0.float().cpu())
+        return torch.cat(out) if out else torch.zeros(0, self.config.mask_latent_channels, h, w)
+
+    @torch.no_grad()
+    def decode_probs(self, z0: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+        return torch.cat([self.codec.decode_probs(z0[i:i + batch_size].to(self.device)).float().cpu()
+                          for i in range(0, len(z0), batch_size)])
+
+    @torch.no_grad()
+    def predict_proba(self, images: np.ndarray, mode: str = "single_step", steps: int = 20, seed: int = 0,
+                      batch_size: int = 32) -> torch.Tensor:
+        """uint8 (N, H, W, 3) -> (N, C+1, H, W) class probabilities."""
+        if len(images) == 0:
+            h, w = images.shape[1:3] if images.ndim == 4 else (0, 0)
+            return torch.zeros(0, self.num_classes + 1, h, w)
+        z_a = encode_images(self.vae, images, batch_size, self.device, self.dtype)
+        return self.decode_probs(self.predict_latents(z_a, mode, steps, seed, batch_size), batch_size)
+
+    def predict(self, images: np.ndarray, mode: str = "single_step", steps: int = 20, seed: int = 0,
+                batch_size: int = 32) -> np.ndarray:
+        """uint8 (N, H, W, 3) -> uint8 (N, H, W) class indices."""
+        return probs_to_masks(self.predict_proba(images, mode, steps, seed, batch_size)).numpy()

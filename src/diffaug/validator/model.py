@@ -1,0 +1,224 @@
+"""The validator network of eq. 9–13: latent-space segmentation trained with a diffusion objective.
+
+    z_a      = E(I_a)                          frozen generator VAE encoder      (N, c, h, w)
+    f_vision = V_psi(z_a)                      trainable vision encoder (eq. 9)  (N, V, h, w)
+    f_fused  = psi([z_a ; f_vision])           1x1 projections (eq. 13)          (N, F, h, w)
+    eps_hat  = eps_theta([z_t ; f_fused], t)   denoiser U-Net over mask latents  (N, m, h, w)
+
+z_t is the noised mask latent (eq. 10); the clean latent is recovered in one step with eq. 11.
+The denoiser is a diffusers `UNet2DModel` whose encoder (conv_in, time embedding, down blocks,
+mid block) is initialised from the generator's U-Net wherever tensor names and shapes match (the
+paper initialises the encoder from pretrained weights and the decoder from scratch).
+
+The network is built from `ValidatorModelConfig` and saved as `model.safetensors` + `config.json`;
+`load_validator(dir, vae)` restores it and checks that its image-latent channels match the VAE.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from diffaug.errors import InputError
+from diffaug.validator.codec import LearnedMaskCodec
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class ValidatorModelConfig:
+    latent_channels: int  # channels of the VAE image latent z_a (must match the VAE)
+    vae_downsample: int  # VAE spatial factor 2 ** (len(block_out_channels) - 1)
+    num_classes: int  # foreground classes (polyp 1; fundus 2: disc rim, cup)
+    mask_codec: str = "learned"  # "learned" | "vae"
+    mask_latent_channels: int = 4  # channels of the mask latent z_0 (VAE codec: the VAE's)
+    codec_channels: list[int] = field(default_factory=lambda: [16, 32])
+    codec_scale: float = 1.0  # learned codec's latent normalisation (1 / std on the training masks)
+    vision_channels: int = 32
+    vision_blocks: int = 2
+    fused_channels: int = 8
+    unet_block_out_channels: list[int] = field(default_factory=lambda: [32, 64])
+    unet_layers_per_block: int = 1
+    unet_attention: bool = False
+    norm_num_groups: int = 16
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "scaled_linear"
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    single_step_timestep: int = 999
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ValidatorModelConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels: int, groups: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.GroupNorm(groups, channels), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
+            nn.GroupNorm(groups, channels), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class VisionEncoder(nn.Module):
+    """V_psi of eq. 9: adapts the frozen VAE latent to segmentation features at latent resolution."""
+
+    def __init__(self, in_channels: int, channels: int, blocks: int, groups: int) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.blocks = nn.Sequential(*[ResBlock(channels, groups) for _ in range(blocks)])
+
+    def forward(self, z_a: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.stem(z_a))
+
+
+class Fusion(nn.Module):
+    """psi of eq. 13: concatenation [z_a ; f_vision] then learned 1x1 projections."""
+
+    def __init__(self, latent_channels: int, vision_channels: int, fused_channels: int) -> None:
+        super().__init__()
+        hidden = max(fused_channels, vision_channels)
+        self.proj = nn.Sequential(
+            nn.Conv2d(latent_channels + vision_channels, hidden, 1), nn.SiLU(), nn.Conv2d(hidden, fused_channels, 1)
+        )
+
+    def forward(self, z_a: torch.Tensor, f_vision: torch.Tensor) -> torch.Tensor:
+        return self.proj(torch.cat([z_a, f_vision], dim=1))
+
+
+class ValidatorNet(nn.Module):
+    """eps_theta(z_t, t | f_fused) plus, for the learned codec, the mask codec it was trained with."""
+
+    def __init__(self, config: ValidatorModelConfig) -> None:
+        super().__init__()
+        from diffusers import UNet2DModel
+
+        self.config = config
+        c = config
+        self.vision = VisionEncoder(c.latent_channels, c.vision_channels, c.vision_blocks, c.norm_num_groups)
+        self.fusion = Fusion(c.latent_channels, c.vision_channels, c.fused_channels)
+        levels = len(c.unet_block_out_channels)
+        down = ["DownBlock2D"] * levels
+        up = ["UpBlock2D"] * levels
+        if c.unet_attention:
+            down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
+        # The conditioning enters by concatenation with the noisy mask latent (as in SDSeg).
+        self.denoiser = UNet2DModel(
+            in_channels=c.mask_latent_channels + c.fused_channels,
+            out_channels=c.mask_latent_channels,
+            block_out_channels=tuple(c.unet_block_out_channels),
+            down_block_types=tuple(down),
+            up_block_types=tuple(up),
+            layers_per_block=c.unet_layers_per_block,
+            norm_num_groups=c.norm_num_groups,
+            add_attention=c.unet_attention,
+        )
+        self.codec = (
+            LearnedMaskCodec(c.num_classes, c.mask_latent_channels, c.codec_channels, c.vae_downsample,
+                             c.norm_num_groups, c.codec_scale)
+            if c.mask_codec == "learned" else None
+        )
+
+    def condition(self, z_a: torch.Tensor) -> torch.Tensor:
+        """f_fused (eq. 9, 13): depends on the image only, so iterative sampling computes it once."""
+        return self.fusion(z_a, self.vision(z_a))
+
+    def denoise(self, f_fused: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """eps_hat_seg of the noisy mask latent z_t at timesteps t (N,)."""
+        return self.denoiser(torch.cat([z_t, f_fused], dim=1), t).sample
+
+    def forward(self, z_a: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.denoise(self.condition(z_a), z_t, t)
+
+    def set_codec_scale(self, scale: float) -> None:
+        self.config.codec_scale = float(scale)
+        if self.codec is not None:
+            self.codec.scale = float(scale)
+
+
+def make_scheduler(config: ValidatorModelConfig, kind: str = "ddpm"):
+    """The forward process of eq. 10 (DDPM) or the DDIM sampler for iterative inference."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    kwargs = dict(num_train_timesteps=config.num_train_timesteps, beta_schedule=config.beta_schedule,
+                  beta_start=config.beta_start, beta_end=config.beta_end, prediction_type="epsilon",
+                  clip_sample=False)
+    if kind == "ddim":
+        return DDIMScheduler(**kwargs, set_alpha_to_one=False, timestep_spacing="trailing")
+    return DDPMScheduler(**kwargs)
+
+
+def init_from_generator_unet(net: ValidatorNet, unet_state: dict[str, torch.Tensor]) -> int:
+    """Copy the generator U-Net's encoder tensors (conv_in, time embedding, down blocks, mid block)
+    whose names and shapes match into the denoiser; returns how many were copied."""
+    own = net.denoiser.state_dict()
+    prefixes = ("conv_in.", "time_embedding.", "down_blocks.", "mid_block.")
+    copied = {k: v for k, v in unet_state.items()
+              if k.startswith(prefixes) and k in own and tuple(own[k].shape) == tuple(v.shape)}
+    net.denoiser.load_state_dict(copied, strict=False)
+    return len(copied)
+
+
+def save_validator(net: ValidatorNet, out_dir: str | Path) -> None:
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    save_file(state, str(out_dir / WEIGHTS_NAME))
+    (out_dir / CONFIG_NAME).write_text(json.dumps(asdict(net.config), indent=2, sort_keys=True) + "\n")
+
+
+def vae_downsample(vae) -> int:
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+def load_validator_net(path: str | Path, vae=None) -> ValidatorNet:
+    """Rebuild the network from config.json + model.safetensors; with a VAE, check they belong
+    together (image latent channels and spatial factor)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
+    if not cfg_file.is_file() or not weights.is_file():
+        raise InputError(f"{path}: no validator checkpoint ({CONFIG_NAME} + {WEIGHTS_NAME}); run `dvc repro train_validator`")
+    try:
+        config = ValidatorModelConfig.from_dict(json.loads(cfg_file.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{cfg_file}: not a validator config ({exc}); retrain with train_validator") from None
+    if vae is not None:
+        vae_c = int(vae.config.latent_channels)
+        if config.latent_channels != vae_c:
+            raise InputError(
+                f"{cfg_file}: validator expects {config.latent_channels} latent channels but the VAE has "
+                f"{vae_c}; retrain the validator with this generator (dvc repro train_validator)"
+            )
+        if config.vae_downsample != vae_downsample(vae):
+            raise InputError(
+                f"{cfg_file}: validator expects VAE downsampling {config.vae_downsample}, the VAE has "
+                f"{vae_downsample(vae)}; retrain the validator with this generator"
+            )
+    net = ValidatorNet(config)
+    try:
+        net.load_state_dict(load_file(str(weights)))
+    except (RuntimeError, OSError) as exc:
+        raise InputError(f"{weights}: weights do not match {CONFIG_NAME} ({str(exc).splitlines()[0]}); retrain") from None
+    return net.eval()
+
+
+def load_validator(path: str | Path, vae, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """The trained validator ready for inference: `Validator.predict(images) -> masks`."""
+    from diffaug.validator.inference import Validator
+
+    net = load_validator_net(path, vae)
+    return Validator(net, vae, device=device, dtype=dtype)

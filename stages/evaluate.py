@@ -1,0 +1,58 @@
+"""Evaluate every trained segmenter on the real test split and compare the augmentation variants.
+
+Reads params.yaml (base, evaluate, and train_segmenter.runs / .seeds: which runs to evaluate),
+--prepared (data/prepared: test.npz, manifest.csv, fingerprint.json), --segmenters
+(data/segmenters/<variant>-r<ratio>-s<seed>/ of each run) and --gated (data/synthetic/gated:
+accepted/rejected sets for the synthetic-quality metrics). Writes --out (data/evaluate/:
+per-image, per-lesion, per-run and per-variant CSVs, plots, worst-case overlays, report.md) and
+--metrics (metrics/evaluate.json: Dice, IoU, sensitivity, FNR, specificity mean ± std over seeds
+per variant, lesion-level FNR for small / flat / early-glaucoma lesions with their counts,
+Wilcoxon p-values and bootstrap CIs against `standard` and `copypaste`, LPIPS/FID of accepted
+vs rejected synthetic lesions or the reason they are unavailable).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from diffaug.cli_support import PARAMS_OPTION, stage_command
+
+
+@stage_command
+def main(
+    params: Path = PARAMS_OPTION,
+    prepared: Path = typer.Option(Path("data/prepared"), "--prepared", help="prepared-data folder (test split)"),
+    segmenters: Path = typer.Option(Path("data/segmenters"), "--segmenters", help="folder of trained runs"),
+    gated: Path = typer.Option(Path("data/synthetic/gated"), "--gated", help="gate output (accepted/rejected)"),
+    out: Path = typer.Option(Path("data/evaluate"), "--out", help="folder for tables, plots, overlays, report.md"),
+    metrics: Path = typer.Option(Path("metrics/evaluate.json"), "--metrics", help="metrics JSON to write"),
+) -> None:
+    from rich import print as rprint
+
+    from diffaug.config import BaseConfig, load_section
+    from diffaug.evaluation.config import EvaluateConfig
+    from diffaug.evaluation.pipeline import run_evaluate
+    from diffaug.segmenter import planned_runs
+    from diffaug.segmenter.config import TrainSegmenterConfig
+
+    base = load_section(params, "base", BaseConfig)
+    cfg = load_section(params, "evaluate", EvaluateConfig)
+    seg_cfg = load_section(params, "train_segmenter", TrainSegmenterConfig)
+    result = run_evaluate(prepared, segmenters, gated, out, metrics, cfg, base, planned_runs(seg_cfg))
+    for name, block in result.items():
+        if isinstance(block, dict) and "dice_mean" in block:
+            dice = block["dice_mean"]
+            std = block["dice_std"]
+            fnr = block.get("fnr_small")
+            rprint(
+                f"evaluate: {name:<14} Dice {dice if dice is None else f'{dice:.3f}'}"
+                f"{'' if std is None else f' ± {std:.3f}'}  small-lesion FNR "
+                f"{'—' if fnr is None else f'{fnr:.3f}'} (n={block.get('n_small')})"
+            )
+    for name, res in result.get("significance", {}).items():
+        p = res.get("p_value")
+        d = res.get("mean_diff")
+        rprint(f"evaluate: {name}: ΔDice {'—' if d is None else f'{d:+.3f}'}, p = {'—' if p is None else f'{p:.2g}'} ({res.get('status')})")
+    rprint(f"evaluate: report → {out / 'report.md'}")

@@ -1,0 +1,95 @@
+"""Lesion-level detection (connected components) and paired significance on constructed data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diffaug.evaluation.lesions import lesion_fnr, lesion_table
+from diffaug.evaluation.significance import paired_comparison
+
+
+def _square(m: np.ndarray, y: int, x: int, side: int, cls: int = 1) -> None:
+    m[y : y + side, x : x + side] = cls
+
+
+@pytest.fixture
+def scene():
+    """Two 20x20 images (area 400). Image a: a small lesion (3x3 = 2.25%) and a large one
+    (8x8 = 16%); image b (flat): one large lesion (6x6 = 9%)."""
+    gt = np.zeros((2, 20, 20), np.uint8)
+    _square(gt[0], 1, 1, 3)
+    _square(gt[0], 10, 10, 8)
+    _square(gt[1], 5, 5, 6)
+    pred = np.zeros_like(gt)
+    pred[0, 10:18, 10:14] = 1  # covers exactly half of the large lesion, misses the small one
+    pred[1, 5:7, 5:11] = 1  # covers 12/36 = 1/3 of b's lesion
+    manifest = pd.DataFrame({"id": ["a", "b"], "flat": ["False", "True"], "cdr": [np.nan, np.nan]})
+    return gt, pred, manifest
+
+
+def test_lesions_counted_classified_and_found(scene):
+    gt, pred, manifest = scene
+    table = lesion_table(pred, gt, np.array(["a", "b"]), manifest, 1, 0.05, 0.5)
+    assert len(table) == 3
+    assert table["area_px"].tolist() == [9, 64, 36]
+    assert table["small"].tolist() == [True, False, False]
+    assert table["flat"].tolist() == [False, False, True]
+    assert table["covered"].tolist() == pytest.approx([0.0, 0.5, 1 / 3])
+    assert table["found"].tolist() == [False, True, False]  # 0.5 >= detect_fraction 0.5 is found
+    fnr = lesion_fnr(table)
+    assert fnr["lesions"] == (pytest.approx(2 / 3), 3)
+    assert fnr["small"] == (pytest.approx(1.0), 1)
+    assert fnr["flat"] == (pytest.approx(1.0), 1)
+    fnr_eg, n_eg = fnr["early_glaucoma"]
+    assert n_eg == 0 and math.isnan(fnr_eg)  # undefined, not a division by zero
+
+
+def test_detect_fraction_and_diagonal_connectivity(scene):
+    gt, pred, manifest = scene
+    loose = lesion_table(pred, gt, np.array(["a", "b"]), manifest, 1, 0.05, 0.3)
+    assert loose["found"].tolist() == [False, True, True]
+    diag = np.zeros((1, 6, 6), np.uint8)
+    diag[0, 1, 1] = diag[0, 2, 2] = 1  # touching corners: one lesion (8-connectivity)
+    assert len(lesion_table(diag, diag, np.array(["d"]), None, 1, 0.05, 0.5)) == 1
+
+
+def test_early_glaucoma_from_cdr_and_cup_class():
+    gt = np.zeros((3, 16, 16), np.uint8)
+    gt[:, 2:14, 2:14] = 1  # disc rim
+    gt[:, 6:10, 6:10] = 2  # cup
+    pred = gt.copy()
+    pred[1][pred[1] == 2] = 1  # image 1: cup missed
+    manifest = pd.DataFrame({"id": ["n", "e", "g"], "flat": [False] * 3, "cdr": [0.3, 0.55, 0.8]})
+    table = lesion_table(pred, gt, np.array(["n", "e", "g"]), manifest, 2, 0.05, 0.5, (0.5, 0.6))
+    assert table["early_glaucoma"].tolist() == [False, True, False]
+    assert lesion_fnr(table)["early_glaucoma"] == (pytest.approx(1.0), 1)
+
+
+def test_significance_detects_a_consistent_improvement():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.4, 0.8, 40)
+    better = base + 0.05 + rng.normal(0, 0.01, 40)
+    res = paired_comparison(better, base, seed=1, resamples=500)
+    assert res["status"] == "ok" and res["n_images"] == 40
+    assert res["p_value"] < 1e-6
+    assert res["ci_low"] < res["mean_diff"] < res["ci_high"] and res["ci_low"] > 0.03
+    assert paired_comparison(better, base, seed=1, resamples=500) == res  # seeded bootstrap
+
+
+def test_significance_of_noise_is_not_significant():
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0.4, 0.8, 40)
+    res = paired_comparison(a + rng.normal(0, 0.02, 40), a, seed=0, resamples=500)
+    assert res["p_value"] > 0.05 and res["ci_low"] < 0 < res["ci_high"]
+
+
+def test_significance_degenerate_inputs_are_null_with_reason():
+    same = np.linspace(0, 1, 10)
+    res = paired_comparison(same, same, seed=0)
+    assert res["p_value"] is None and res["status"].startswith("undefined: every paired difference is zero")
+    res = paired_comparison(np.array([0.5, np.nan]), np.array([0.4, 0.3]), seed=0)
+    assert res["p_value"] is None and res["n_images"] == 1 and "need at least 2" in res["status"]

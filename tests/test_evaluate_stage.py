@@ -1,0 +1,151 @@
+"""The evaluate stage: scoring constructed predictions, undefined cases, and the CLI end to end
+on a tiny prepared split with segmenters saved by train_segmenter's own code."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from diffaug.cli import app
+from diffaug.evaluation.config import EvaluateConfig
+from diffaug.evaluation.runner import RunPrediction, evaluate_predictions
+from diffaug.io import save_npz, write_json
+
+FP = {"family": "polyp", "class_names": ["background", "polyp"], "small_area_frac": 0.05}
+SIZE = 32
+
+
+def _split(n: int, rng: np.random.Generator, lesions: bool = True):
+    images = rng.integers(60, 200, (n, SIZE, SIZE, 3), dtype=np.uint8)
+    masks = np.zeros((n, SIZE, SIZE), np.uint8)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    for i in range(n if lesions else 0):
+        r = 3 if i % 3 == 0 else 7  # every third lesion small (< 5% of 1024 px)
+        cy, cx = rng.integers(9, 23, 2)
+        masks[i][(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = 1
+    ids = np.array([f"t{i:02d}" for i in range(n)])
+    return images, masks, ids
+
+
+def _noisy(gt: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
+    out = gt.copy()
+    flip = rng.random(gt.shape) < p
+    out[flip] = 1 - out[flip]
+    return out
+
+
+def test_better_predictions_score_better_and_are_significant():
+    rng = np.random.default_rng(0)
+    _, gt, ids = _split(24, rng)
+    manifest = pd.DataFrame({"id": ids, "flat": [i % 4 == 0 for i in range(24)]})
+    runs = [
+        RunPrediction(f"{v}-r{r:g}-s{s}", v, r, s, _noisy(gt, p, rng))
+        for v, r, p in (("none", 0, 0.3), ("standard", 0, 0.15), ("copypaste", 1, 0.15), ("diffaug", 1, 0.03))
+        for s in (0, 1)
+    ]
+    ev = evaluate_predictions(gt, ids, manifest, FP, runs, EvaluateConfig(bootstrap_resamples=200), seed=0)
+    m = ev.metrics
+    assert list(ev.groups) == ["none", "standard", "copypaste-r1", "diffaug-r1"]
+    assert m["none"]["dice_mean"] < m["standard"]["dice_mean"] < m["diffaug-r1"]["dice_mean"]
+    assert m["diffaug-r1"]["n_seeds"] == 2 and m["diffaug-r1"]["dice_std"] >= 0
+    assert m["standard"]["n_small"] == 8 and m["standard"]["n_lesions"] == 24 and m["standard"]["n_flat"] == 6
+    assert m["standard"]["fnr_small_status"].startswith("few lesions: 8")
+    assert "fnr_early_glaucoma" not in m["standard"]  # polyp data: no glaucoma class
+    sig = m["significance"]
+    assert set(sig) == {"copypaste-r1_vs_standard", "diffaug-r1_vs_standard", "diffaug-r1_vs_copypaste-r1"}
+    assert sig["diffaug-r1_vs_standard"]["p_value"] < 0.001 and sig["diffaug-r1_vs_standard"]["ci_low"] > 0
+    assert "none_vs_standard" not in sig  # augmentations are judged against standard, `none` is not one
+    assert len(ev.per_image) == 8 * 24 and len(ev.lesions) == 8 * 24
+
+
+def test_test_split_without_lesions_is_stated_undefined():
+    rng = np.random.default_rng(1)
+    _, gt, ids = _split(5, rng, lesions=False)
+    runs = [RunPrediction("standard-r0-s0", "standard", 0, 0, np.zeros_like(gt))]
+    m = evaluate_predictions(gt, ids, None, FP, runs, EvaluateConfig(), seed=0).metrics["standard"]
+    assert m["dice_mean"] == pytest.approx(1.0)  # nothing to find, nothing predicted
+    assert m["sensitivity_mean"] is None and m["sensitivity_status"].startswith("undefined: no lesion pixels")
+    assert m["fnr_small"] is None and m["fnr_small_status"] == "undefined: no small lesion in the test split"
+    assert m["n_lesions"] == 0 and m["dice_std"] is None and m["std_status"].startswith("undefined: 1 seed")
+
+
+def _write_prepared(root, rng):
+    images, masks, ids = _split(6, rng)
+    save_npz(root / "test.npz", images=images, masks=masks, ids=ids)
+    rows = [{"id": i, "split": "test", "source": "t", "family": "polyp", "lesion_area_frac": float((m > 0).mean()),
+             "size_class": "small", "contrast": 0.1, "flat": False, "cdr": None} for i, m in zip(ids, masks, strict=True)]
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    write_json(root / "fingerprint.json", {**FP, "num_classes": 2, "image_size": SIZE})
+
+
+def _save_runs(seg_dir, runs):
+    import torch
+
+    from diffaug.segmenter.models import SegmenterSpec, build_network, save_segmenter
+
+    for k, (variant, ratio, seed) in enumerate(runs):
+        torch.manual_seed(k)
+        spec = SegmenterSpec("unet", 2, SIZE, [4, 8], 0)
+        save_segmenter(seg_dir / f"{variant}-r{ratio:g}-s{seed}", build_network(spec), spec, {"variant": variant, "ratio": ratio, "seed": seed})
+
+
+@pytest.fixture
+def workdir(tmp_path, write_params):
+    rng = np.random.default_rng(2)
+    (tmp_path / "prepared").mkdir()
+    _write_prepared(tmp_path / "prepared", rng)
+    _save_runs(tmp_path / "seg", [("none", 0, 0), ("standard", 0, 0), ("diffaug", 2, 0)])
+    params = write_params({
+        "base": {"seed": 0, "device": "cpu"},
+        "train_segmenter": {"runs": ["none-r0", "standard-r0", "diffaug-r2"], "seeds": [0]},
+        "evaluate": {"bootstrap_resamples": 200, "worst_cases": 2},
+    })
+    args = ["evaluate", "--params", str(params), "--prepared", str(tmp_path / "prepared"),
+            "--segmenters", str(tmp_path / "seg"), "--gated", str(tmp_path / "gated"),
+            "--out", str(tmp_path / "evaluate"), "--metrics", str(tmp_path / "metrics.json")]
+    return tmp_path, args, params
+
+
+def test_cli_end_to_end_writes_metrics_tables_pictures_report(workdir):
+    tmp, args, _ = workdir
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp / "metrics.json").read_text())
+    for group in ("none", "standard", "diffaug-r2"):
+        for key in ("dice_mean", "iou_mean", "sensitivity_mean", "fnr_mean", "specificity_mean", "fnr_small", "n_small"):
+            assert key in m[group]
+        assert 0.0 <= m[group]["dice_mean"] <= 1.0
+    assert "diffaug-r2_vs_standard" in m["significance"]
+    assert m["synthetic"]["status"].startswith("unavailable: no gate output")
+    out = tmp / "evaluate"
+    for name in ("per_image.csv", "lesions.csv", "runs.csv", "variants.csv", "ratio.csv", "report.md",
+                 "plots/variants.png", "plots/ratio.png", "overlays/worst_diffaug-r2.png"):
+        assert (out / name).is_file(), name
+    report = (out / "report.md").read_text()
+    assert "## Segmentation (table 2)" in report and "overlays/worst_standard.png" in report
+    assert pd.read_csv(out / "per_image.csv").shape[0] == 3 * 6
+    assert "evaluate: diffaug-r2" in res.output
+
+
+def test_cli_missing_run_is_one_line_error_and_writes_nothing(workdir):
+    tmp, args, params = workdir
+    params.write_text(params.read_text().replace("diffaug-r2", "diffaug-r3"))
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1
+    assert "diffaug-r3-s0" in res.output and "run `dvc repro train_segmenter`" in res.output
+    assert "Traceback" not in res.output
+    assert not (tmp / "evaluate").exists() and not (tmp / "metrics.json").exists()
+
+
+def test_cli_bad_params_exit_2(workdir):
+    tmp, args, params = workdir
+    params.write_text(params.read_text().replace("worst_cases: 2", "worst_cases: 2\n  detect_fraction: 0"))
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "evaluate.detect_fraction" in res.output
+    params.write_text(params.read_text().replace("detect_fraction: 0", "detect_fraction: 0.5").replace("diffaug-r2", "magic-r1"))
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "unknown variant 'magic'" in res.output

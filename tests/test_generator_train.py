@@ -1,0 +1,99 @@
+"""finetune_generator training: three phases end to end through the CLI, exact resume after a
+simulated kill, bad inputs (one line, non-zero exit, no partial output)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from diffaug.cli import app
+from diffaug.config import BaseConfig, parse_section
+from diffaug.generator.finetune import run_finetune_generator
+from generator_support import TINY, write_prepared
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return write_prepared(tmp_path_factory.mktemp("prep") / "prepared")
+
+
+def _params(write_params, **overrides):
+    section = {**TINY, **overrides}
+    return write_params({"base": {"seed": 3, "device": "cpu"}, "finetune_generator": section})
+
+
+def _cli(params, prepared, root, name):
+    return runner.invoke(app, [
+        "finetune_generator", "--params", str(params), "--prepared", str(prepared),
+        "--out", str(root / f"{name}_gen"), "--checkpoints", str(root / f"{name}_ck"),
+        "--live", str(root / f"{name}_live"), "--metrics", str(root / f"{name}.json"),
+    ])
+
+
+def test_kill_and_resume_gives_identical_weights(prepared, tmp_path, write_params):
+    params = _params(write_params)
+    full = _cli(params, prepared, tmp_path, "full")
+    assert full.exit_code == 0, full.output
+    metrics = json.loads((tmp_path / "full.json").read_text())
+    assert metrics["steps_run"] == 12 and metrics["resumed_from_step"] == 0
+    assert metrics["vae_psnr"] > 5 and metrics["finetune_final_loss"] is not None
+    meta = json.loads((tmp_path / "full_gen/diffaug_generator.json").read_text())
+    assert meta["family"] == "polyp" and meta["image_size"] == 32 and meta["text_encoder"]["kind"] == "minilm"
+    assert "polyp" in meta["prompts"]
+    tsvs = sorted(p.name for p in (tmp_path / "full_live/plots/metrics").rglob("*.tsv"))
+    assert "loss.tsv" in tsvs and "psnr.tsv" in tsvs
+
+    # simulated kills: stop mid-VAE (after 3 steps; last checkpoint at 2), then mid-finetune
+    cfg = parse_section("finetune_generator", {**TINY})
+    base = BaseConfig(seed=3, device="cpu")
+    args = (cfg, base, prepared, tmp_path / "k_gen", tmp_path / "k_ck", tmp_path / "k_live", tmp_path / "k.json")
+    assert run_finetune_generator(*args, stop_after=3) is None
+    assert not (tmp_path / "k_gen").exists() and not (tmp_path / "k.json").exists()  # no partial output
+    assert json.loads((tmp_path / "k_ck/state/progress.json").read_text())["step"] == 2
+    assert run_finetune_generator(*args, stop_after=8) is None
+    resumed = _cli(params, prepared, tmp_path, "k")
+    assert resumed.exit_code == 0, resumed.output
+    m2 = json.loads((tmp_path / "k.json").read_text())
+    assert m2["resumed_from_step"] == 10  # 4 VAE + 4 pretrain + 2 finetune steps were checkpointed
+    for part in ("unet", "vae"):
+        a = load_file(str(tmp_path / f"full_gen/{part}/diffusion_pytorch_model.safetensors"))
+        b = load_file(str(tmp_path / f"k_gen/{part}/diffusion_pytorch_model.safetensors"))
+        assert a.keys() == b.keys()
+        assert all((a[k] == b[k]).all() for k in a), f"{part} weights differ after resume"
+    assert json.loads((tmp_path / "k_gen/vae/config.json").read_text())["scaling_factor"] == pytest.approx(
+        json.loads((tmp_path / "full_gen/vae/config.json").read_text())["scaling_factor"]
+    )
+
+
+def test_changed_params_do_not_resume_stale_checkpoint(prepared, tmp_path, write_params):
+    cfg = parse_section("finetune_generator", {**TINY})
+    base = BaseConfig(seed=3, device="cpu")
+    args = (prepared, tmp_path / "g", tmp_path / "ck", tmp_path / "live", tmp_path / "m.json")
+    assert run_finetune_generator(cfg, base, *args, stop_after=2) is None
+    other = parse_section("finetune_generator", {**TINY, "lambda_preserve": 0.5, "pretrain_unet": False,
+                                                  "vae_phase": {"steps": 2, "batch_size": 2}})
+    m = run_finetune_generator(other, base, *args)
+    assert m["resumed_from_step"] == 0 and m["steps_run"] == 6
+
+
+def test_bad_inputs_one_line_no_output(prepared, tmp_path, write_params):
+    params = _params(write_params)
+    res = _cli(params, tmp_path / "missing", tmp_path, "a")
+    assert res.exit_code == 1
+    assert res.output.strip().count("\n") == 0 and "prepared data not found" in res.output
+    assert not (tmp_path / "a_gen").exists() and not (tmp_path / "a.json").exists()
+
+    params = _params(write_params, backbone=str(tmp_path / "no_such_checkpoint"))
+    res = _cli(params, prepared, tmp_path, "b")
+    assert res.exit_code == 1 and "backbone checkpoint folder not found" in res.output
+    assert not (tmp_path / "b_gen").exists()
+
+    params = _params(write_params, prompts={"polyp": {"vascular": []}})
+    res = _cli(params, prepared, tmp_path, "c")
+    assert res.exit_code == 2 and "finetune_generator.prompts.polyp.vascular" in res.output
+    assert not (tmp_path / "c_gen").exists()

@@ -1,0 +1,128 @@
+"""The validator network (eq. 9-13), its codecs, eq. 10/11 and save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from diffaug.errors import InputError
+from diffaug.validator.codec import LearnedMaskCodec, VaeMaskCodec, probs_to_masks
+from diffaug.validator.config import TrainValidatorConfig
+from diffaug.validator.inference import Validator, single_step_estimate
+from diffaug.validator.metrics import mask_dice, mask_iou
+from diffaug.validator.model import (
+    ValidatorNet,
+    init_from_generator_unet,
+    load_validator,
+    make_scheduler,
+    save_validator,
+)
+from diffaug.validator.train import dihedral, model_config_from
+from validator_helpers import small_validator_params, tiny_generator_unet, tiny_vae
+
+
+def _net(num_classes=1, **kw):
+    cfg = TrainValidatorConfig(**small_validator_params(**kw))
+    return ValidatorNet(model_config_from(cfg, tiny_vae(), num_classes))
+
+
+def test_shapes_of_every_part():
+    net = _net()
+    z_a = torch.randn(3, 4, 16, 16)  # VAE latent of a 32x32 image (factor 2)
+    f = net.condition(z_a)
+    assert f.shape == (3, 4, 16, 16)  # fused_channels
+    eps = net.denoise(f, torch.randn(3, 4, 16, 16), torch.tensor([0, 500, 999]))
+    assert eps.shape == (3, 4, 16, 16)
+    probs = net.codec.decode_probs(net.codec.encode(torch.zeros(3, 32, 32, dtype=torch.long)))
+    assert probs.shape == (3, 2, 32, 32)
+    assert torch.allclose(probs.sum(1), torch.ones(3, 32, 32), atol=1e-5)
+
+
+def test_single_step_estimate_inverts_forward_process():
+    """eq. 11 with the true noise recovers z0 exactly from eq. 10's z_t."""
+    sched = make_scheduler(_net().config)
+    z0, eps = torch.randn(4, 4, 8, 8), torch.randn(4, 4, 8, 8)
+    t = torch.tensor([1, 250, 700, 999])
+    z_t = sched.add_noise(z0, eps, t)
+    assert torch.allclose(single_step_estimate(z_t, eps, sched.alphas_cumprod[t]), z0, atol=1e-3)
+
+
+def test_codecs_handle_two_classes():
+    masks = torch.zeros(2, 32, 32, dtype=torch.long)
+    masks[:, 8:24, 8:24] = 1
+    masks[:, 12:20, 12:20] = 2
+    learned = LearnedMaskCodec(2, 4, [8, 16], 2, 8)
+    assert learned.encode(masks).shape == (2, 4, 16, 16)
+    assert learned.decode_probs(learned.encode(masks)).shape == (2, 3, 32, 32)
+    vae_codec = VaeMaskCodec(tiny_vae(), 2)
+    with torch.no_grad():
+        probs = vae_codec.decode_probs(vae_codec.encode(masks))
+    assert probs.shape == (2, 3, 32, 32)
+    assert torch.allclose(probs.sum(1), torch.ones(2, 32, 32), atol=1e-5)
+    assert probs_to_masks(probs).dtype == torch.uint8
+
+
+def test_dihedral_moves_image_and_mask_together():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    seen = {tuple(dihedral(x, k).flatten().tolist()) for k in range(8)}
+    assert len(seen) == 8  # all 8 flips/rotations differ
+    img, mask = torch.zeros(1, 3, 8, 8), torch.zeros(1, 8, 8)
+    img[..., 0, 1], mask[..., 0, 1] = 1, 1
+    for k in range(8):
+        assert torch.equal(dihedral(img, k)[0, 0] > 0, dihedral(mask, k)[0] > 0)
+
+
+def test_init_from_generator_copies_matching_encoder_tensors():
+    net = _net()
+    unet_state = tiny_generator_unet().state_dict()
+    copied = init_from_generator_unet(net, unet_state)
+    assert copied > 10
+    own = net.denoiser.state_dict()
+    key = "down_blocks.0.resnets.0.conv1.weight"
+    assert torch.equal(own[key], unet_state[key])
+    up = [k for k in own if k.startswith("up_blocks.") and k.endswith("conv1.weight") and k in unet_state
+          and own[k].shape == unet_state[k].shape]
+    assert up and not any(torch.equal(own[k], unet_state[k]) for k in up)  # the decoder stays from scratch
+
+
+def test_save_load_round_trip(tmp_path):
+    vae = tiny_vae()
+    net = _net().eval()
+    save_validator(net, tmp_path / "v")
+    assert {p.name for p in (tmp_path / "v").iterdir()} == {"model.safetensors", "config.json"}
+    loaded = load_validator(tmp_path / "v", vae)
+    assert isinstance(loaded, Validator)
+    images = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    ref = Validator(net, vae).predict(images)
+    out = loaded.predict(images)
+    assert out.shape == (3, 32, 32) and out.dtype == np.uint8
+    assert np.array_equal(ref, out)
+    assert np.array_equal(out, loaded.predict(images, batch_size=2))  # batch size does not change results
+    it = loaded.predict(images, mode="iterative", steps=3)
+    assert it.shape == (3, 32, 32)
+
+
+def test_load_rejects_vae_with_other_latent_channels(tmp_path):
+    save_validator(_net(), tmp_path / "v")
+    with pytest.raises(InputError, match="latent channels"):
+        load_validator(tmp_path / "v", tiny_vae(latent_channels=8))
+    with pytest.raises(InputError, match="no validator checkpoint"):
+        load_validator(tmp_path / "missing", tiny_vae())
+
+
+def test_iou_and_dice_values():
+    a = np.zeros((4, 4, 4), np.uint8)
+    b = np.zeros((4, 4, 4), np.uint8)
+    a[0, :2], b[0, :2] = 1, 1  # identical -> 1
+    a[1, :2], b[1, 2:] = 1, 1  # disjoint -> 0
+    a[2, :2], b[2, :1] = 1, 1  # 4 of 8 -> 0.5
+    # sample 3: both empty -> 1 (nothing asked, nothing found)
+    assert np.allclose(mask_iou(a, b), [1, 0, 0.5, 1])
+    assert np.allclose(mask_dice(a, b), [1, 0, 2 * 4 / 12, 1])
+    c = np.zeros((1, 4, 4), np.uint8)
+    d = np.zeros((1, 4, 4), np.uint8)
+    c[0, :2], d[0, :2] = 1, 1
+    c[0, 0, 0], d[0, 3, 3] = 2, 2  # cup class disagrees completely
+    assert mask_iou(c, d, 2)[0] == pytest.approx((7 / 8 + 0) / 2)
+    assert mask_iou(c, d, 2, "union")[0] == pytest.approx(8 / 9)
