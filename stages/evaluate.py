@@ -1,14 +1,15 @@
-"""Evaluate every trained segmenter on the real test split and compare the augmentation variants.
+"""Evaluate every trained segmenter on the real test split; compare the variants.
 
-Reads params.yaml (base, evaluate, and train_segmenter.runs / .seeds: which runs to evaluate),
---prepared (data/prepared: test.npz, manifest.csv, fingerprint.json), --segmenters
-(data/segmenters/<variant>-r<ratio>-s<seed>/ of each run) and --gated (data/synthetic/gated:
-accepted/rejected sets for the synthetic-quality metrics). Writes --out (data/evaluate/:
-per-image, per-lesion, per-run and per-variant CSVs, plots, worst-case overlays, report.md) and
---metrics (metrics/evaluate.json: Dice, IoU, sensitivity, FNR, specificity mean ± std over seeds
-per variant, lesion-level FNR for small / flat / early-glaucoma lesions with their counts,
-Wilcoxon p-values and bootstrap CIs against `standard` and `copypaste`, LPIPS/FID of accepted
-vs rejected synthetic lesions or the reason they are unavailable).
+Reads params.yaml (base, evaluate; train_segmenter.runs and .seeds say which
+runs), --prepared (test.npz, manifest.csv, fingerprint.json), --segmenters
+(<variant>-r<ratio>-s<seed>/ per run) and --gated (accepted/rejected synthetic
+sets). Writes --out (data/evaluate/: per-image, per-lesion, per-run and
+per-variant CSVs, plots, worst-case overlays, report.md) and --metrics
+(metrics/evaluate.json: Dice, IoU, sensitivity, FNR, specificity as mean ± std
+over seeds per variant; lesion-level FNR of small / flat / early-glaucoma
+lesions with their counts; Wilcoxon p-values and bootstrap CIs against
+standard and copypaste; LPIPS/FID of accepted vs rejected synthetic lesions,
+or why they are unavailable).
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def build_artefacts(root: Path, image_size: int = 32) -> dict[str, Path]:
 
 def bench_params(tmp: Path, **benchmark) -> dict:
     """A params dict with the tiny benchmark settings used by the tests."""
-    section = {"batch_size": 2, "warmup": 1, "repeats": 1, "generate_steps": 2, "iterative_steps": 6}
+    section = {"batch_size": 2, "warmup": 1, "repeats": 1, "min_time_s": 0.0, "generate_steps": 2, "iterative_steps": 6}
     section.update(benchmark)
     return {"base": {"seed": 0, "device": "cpu"}, "benchmark": section, "finetune_generator": TINY_GENERATOR}
 

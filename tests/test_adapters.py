@@ -132,6 +132,15 @@ def test_safe_fixes_grayscale_rgba_and_noisy_masks(tmp_path):
     Image.fromarray(noisy).save(path)
     mask = read_binary_mask(path, fixes)
     assert mask.sum() == 100 and fixes == Counter(grayscale_to_rgb=1, rgba_to_rgb=1, binarised_masks=1)
+    # 12-bit grey frame in a 16-bit TIFF, and a palette PNG
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "deep.tif", np.full((8, 8), 4095, np.uint16))
+    deep = read_image(tmp_path / "deep.tif", fixes)
+    assert deep.shape == (8, 8, 3) and deep.max() == 255
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).convert("P").save(tmp_path / "pal.png")
+    assert read_image(tmp_path / "pal.png", fixes).shape == (8, 8, 3)
+    assert fixes["high_bit_depth"] == 1 and fixes["grayscale_to_rgb"] == 2 and fixes["palette_to_rgb"] == 1
 
 
 def test_mask_resize_votes_by_area():

@@ -100,3 +100,21 @@ def test_compare_and_load_errors_are_one_line(tmp_path):
         load_figures(tmp_path / "bad.json", "baseline")
     write_json(tmp_path / "ok.json", {"x": 1})
     assert load_figures(tmp_path / "ok.json", "baseline") == {"x": 1}
+
+
+def test_measure_many_interleaves_and_extends_short_calls():
+    order = []
+
+    def fast():
+        order.append("fast")
+
+    def slow():
+        order.append("slow")
+        time.sleep(0.01)
+
+    from diffaug.benchmark.measure import measure_many
+
+    m = measure_many({"fast": fast, "slow": slow}, items=2, warmup=1, repeats=2, min_time_s=0.05)
+    assert order[:4] == ["fast", "slow", "fast", "slow"]  # a b a b: same load for both
+    assert m["fast"].repeats == m["slow"].repeats >= 5  # rounds added until the 10 ms path ran 50 ms
+    assert m["slow"].median_s > m["fast"].median_s

@@ -89,6 +89,19 @@ def test_inpainting_loss_terms():
     assert pred.grad[(1 - m).bool().expand_as(pred)].abs().sum() > 0  # the preservation term has a gradient
 
 
+def test_inpainting_loss_v_prediction_perfect_is_zero():
+    from diffaug.generator.models import train_scheduler
+
+    sched = train_scheduler(100, "v_prediction")
+    z0, noise = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    t = torch.tensor([3, 90])
+    z_t = sched.add_noise(z0, noise, t)
+    v = sched.get_velocity(z0, noise, t)
+    m = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    loss, _ = inpainting_loss(v, v, z_t, z0, m, sched.alphas_cumprod[t], 1.0, 5.0, prediction_type="v_prediction")
+    assert loss.item() < 1e-8
+
+
 def test_random_and_latent_masks():
     g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
     a, b = random_masks(4, 32, g1), random_masks(4, 32, g2)
@@ -144,3 +157,42 @@ def test_pretrained_backbone_rejects_non_inpainting(tmp_path):
     cfg = parse_section("finetune_generator", {"backbone": str(tmp_path / "missing")})
     with pytest.raises(InputError, match="backbone checkpoint folder not found"):
         build_backbone(cfg, 32)
+
+
+def test_sdxl_style_backbone_two_encoders_pooled_and_time_ids(tmp_path):
+    """SDXL inpainting layout: text_encoder + text_encoder_2 (with projection), UNet with
+    addition_embed_type text_time; the same code path encodes and runs one denoiser call."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    folder = tmp_path / "sdxl"
+    tok = AutoTokenizer.from_pretrained(minilm_path())
+    tok.model_max_length = 10
+    c1 = CLIPTextConfig(vocab_size=tok.vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, max_position_embeddings=16)
+    c2 = CLIPTextConfig(vocab_size=tok.vocab_size, hidden_size=24, intermediate_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, max_position_embeddings=16, projection_dim=12)
+    CLIPTextModel(c1).save_pretrained(folder / "text_encoder")
+    CLIPTextModelWithProjection(c2).save_pretrained(folder / "text_encoder_2")
+    tok.save_pretrained(folder / "tokenizer")
+    tok.save_pretrained(folder / "tokenizer_2")
+    AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4).save_pretrained(folder / "vae")
+    UNet2DConditionModel(sample_size=16, in_channels=9, out_channels=4, block_out_channels=(16, 32),
+                         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), layers_per_block=1,
+                         cross_attention_dim=40, attention_head_dim=4, norm_num_groups=8,
+                         addition_embed_type="text_time", addition_time_embed_dim=8,
+                         projection_class_embeddings_input_dim=12 + 6 * 8).save_pretrained(folder / "unet")
+    EulerDiscreteScheduler(num_train_timesteps=100).save_pretrained(folder / "scheduler")
+    cfg = parse_section("finetune_generator", {"backbone": str(folder)})
+    g = build_backbone(cfg, 32)
+    assert g.text.kind == "sdxl" and g.text.dim == 40 and g.text.pooled_dim == 12
+    prompts = ["flat lesion", ""]
+    ctx = g.text.encode(prompts)
+    added = g.added_cond_kwargs(prompts, 32, 32)
+    assert ctx.shape == (2, 10, 40) and added["text_embeds"].shape == (2, 12) and added["time_ids"].shape == (2, 6)
+    out = g.unet(torch.randn(2, 9, 16, 16), torch.tensor([5, 50]), encoder_hidden_states=ctx, added_cond_kwargs=added)
+    assert out.sample.shape == (2, 4, 16, 16)
+    save_generator(g, tmp_path / "out")
+    assert load_generator(tmp_path / "out").text.kind == "sdxl"

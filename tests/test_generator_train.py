@@ -76,16 +76,17 @@ def test_changed_params_do_not_resume_stale_checkpoint(prepared, tmp_path, write
     args = (prepared, tmp_path / "g", tmp_path / "ck", tmp_path / "live", tmp_path / "m.json")
     assert run_finetune_generator(cfg, base, *args, stop_after=2) is None
     other = parse_section("finetune_generator", {**TINY, "lambda_preserve": 0.5, "pretrain_unet": False,
-                                                  "vae_phase": {"steps": 2, "batch_size": 2}})
+                                                  "vae_phase": {"steps": 2, "batch_size": 2, "disc_weight": 0.5}})
     m = run_finetune_generator(other, base, *args)
-    assert m["resumed_from_step"] == 0 and m["steps_run"] == 6
+    assert m["resumed_from_step"] == 0 and m["steps_run"] == 6  # fresh run (with the patch GAN on)
+    assert (tmp_path / "ck/state/disc.safetensors").is_file()
 
 
 def test_bad_inputs_one_line_no_output(prepared, tmp_path, write_params):
     params = _params(write_params)
     res = _cli(params, tmp_path / "missing", tmp_path, "a")
     assert res.exit_code == 1
-    assert res.output.strip().count("\n") == 0 and "prepared data not found" in res.output
+    assert res.output.strip().count("\n") == 0 and "not found; run `dvc repro prepare`" in res.output
     assert not (tmp_path / "a_gen").exists() and not (tmp_path / "a.json").exists()
 
     params = _params(write_params, backbone=str(tmp_path / "no_such_checkpoint"))

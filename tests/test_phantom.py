@@ -88,5 +88,16 @@ def test_fundus_family_has_disc_cup_and_a_spread_of_cdr(tmp_path):
     assert fp["family"] == "fundus" and fp["num_classes"] == 3 and fp["class_names"] == ["background", "disc", "cup"]
     assert fp["cdr"]["train"]["early_glaucoma"] >= 1 and sum(fp["cdr"]["train"]["counts"]) == 40
     assert train.table["cdr"].notna().all()
+    # the cup (the lesion of the fundus family) is not found by a colour threshold either
+    test = load_split(tmp_path / "f", "test")
+    assert threshold_baseline(train.images, train.masks == 2, test.images, test.masks == 2)["dice_test"] < 0.6
+    assert fp["threshold_baseline"]["dice_test"] < 0.6
     bank = load_split(tmp_path / "f", "mask_bank")  # fundus bank = the cups
     assert len(bank) == 40 and bank.masks.max() == 1
+
+
+def test_train_limit_keeps_the_first_frames(tmp_path):
+    full = generate_phantom(PrepareConfig(image_size=32, phantom=PhantomConfig(train=6, test=2, normals=1)), 0)
+    few = generate_phantom(PrepareConfig(image_size=32, train_limit=3, phantom=PhantomConfig(train=6, test=2, normals=1)), 0)
+    assert len(few.train) == 3 and np.array_equal(few.train.images, full.train.images[:3])
+    assert np.array_equal(few.test.images, full.test.images)  # other splits do not move

@@ -19,7 +19,9 @@ from diffaug.validator.model import (
     save_validator,
 )
 from diffaug.validator.train import dihedral, model_config_from
-from validator_helpers import small_validator_params, tiny_generator_unet, tiny_vae
+from validator_helpers import one_thread, small_validator_params, tiny_generator_unet, tiny_vae  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _net(num_classes=1, **kw):

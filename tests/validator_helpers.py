@@ -6,7 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """The tiny tensors here gain nothing from a second thread, and on a busy shared CI machine
+    two spinning threads per process slow these tests several-fold; restore afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tiny_vae(latent_channels: int = 4, seed: int = 0):

@@ -10,6 +10,8 @@ import importlib
 
 import typer
 
+import diffaug  # noqa: F401  (sets the OpenMP wait policy before any stage imports torch)
+
 # Pipeline order; stage name = params section = CLI command = stages/<name>.py.
 STAGES = [
     "prepare",
@@ -38,12 +40,7 @@ def _root() -> None:
 
 
 for _name in STAGES:
-    try:
-        _module = importlib.import_module(f"stages.{_name}")
-    except ModuleNotFoundError as exc:  # a stage not written yet must not break the others
-        if exc.name != f"stages.{_name}":
-            raise
-        continue
+    _module = importlib.import_module(f"stages.{_name}")
     app.command(name=_name, help=_module.__doc__)(_module.main)
 
 

@@ -20,7 +20,8 @@ class BenchmarkConfig(Section):
 
     batch_size: int = Field(4, ge=1)  # samples per measured call (paper measures batch 1 on an RTX 4090; GPU profile: 8)
     warmup: int = Field(1, ge=0)  # untimed calls before timing (allocator, lazy init, autotuning)
-    repeats: int = Field(3, ge=1)  # timed calls; the median is reported
+    repeats: int = Field(3, ge=1)  # timed calls at least; the median is reported
+    min_time_s: float = Field(1.0, ge=0.0)  # ...and more calls (max 50) until each compared path ran this long
     generate_steps: int = Field(4, ge=1)  # denoising steps for both samplers in the generate comparison (paper: 50)
     guidance_scale: float = Field(7.5, ge=1.0)  # CFG scale for both samplers (eq. 8; paper: 7.5)
     iterative_steps: int = Field(10, ge=2)  # T of the validator's iterative baseline (single-step needs 1 call)

@@ -170,11 +170,15 @@ def measure_many(
     device: torch.device | str = "cpu",
     warmup: int = 1,
     repeats: int = 3,
+    min_time_s: float = 0.0,
+    max_rounds: int = 50,
     sample_interval_s: float = 0.005,
 ) -> dict[str, Measurement]:
     """Time several callables that each process `items` samples per call, INTERLEAVED
     (a b a b ...) so that a burst of load from other processes hits all of them alike: the
-    ratios between them stay meaningful on a shared machine. Runs under `torch.inference_mode()`."""
+    ratios between them stay meaningful on a shared machine. At least `repeats` rounds, and more
+    (up to `max_rounds`) until every callable has run for `min_time_s` in total, so that short
+    calls get enough samples for a stable median. Runs under `torch.inference_mode()`."""
     if items < 1 or repeats < 1 or warmup < 0:
         raise ValueError("measure: items and repeats must be >= 1, warmup >= 0")
     device = torch.device(device)
@@ -184,17 +188,19 @@ def measure_many(
         for _ in range(warmup):
             for fn in fns.values():
                 fn()
-        for _ in range(repeats):
+        rounds = 0
+        while rounds < repeats or (rounds < max_rounds and min(sum(t) for t in times.values()) < min_time_s):
             for name, fn in fns.items():
                 elapsed, peak = _timed_call(fn, device, sample_interval_s)
                 times[name].append(elapsed)
                 peaks[name] = max(peaks[name], peak)
+            rounds += 1
     kind = "cuda_max_allocated" if device.type == "cuda" else "cpu_rss_sampled"
     return {
         name: Measurement(
             median_s=statistics.median(times[name]),
             min_s=min(times[name]),
-            repeats=repeats,
+            repeats=len(times[name]),
             items=items,
             peak_mem_mb=peaks[name] / 2**20,
             memory_kind=kind,

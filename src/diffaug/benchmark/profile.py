@@ -8,7 +8,9 @@ figures need the real weights. Sizes:
   (320-640-1280-1280, cross-attention 1024, linear projections) and OpenCLIP-H-sized text
   encoder (1024 wide, 23 layers, 77 tokens); an SD-family validator denoiser (320-640-1280-1280,
   attention in the lowest level) on 4-channel latents; MONAI UNet segmenter (32..512).
-- `tiny`: the same code with small widths, so the tests exercise it on a CPU.
+- `sdxl`: SDXL inpainting 0.1's VAE, UNet (320-640-1280, 1/2/10 transformer layers, cross-attention
+  2048, pooled-text + size/crop time-id conditioning) and both text towers (CLIP-L + OpenCLIP-bigG).
+- `tiny`, `tiny_xl`: the same code with small widths, so the tests exercise it on a CPU.
 
 Run on a GPU: `python -m diffaug.benchmark.profile --size sd2 --image-size 256 --batch 8
 --dtype bfloat16 --out gpu_sd2.json` (docs/gpu.md records the figures measured on an H100).
@@ -38,6 +40,42 @@ SIZES: dict[str, dict[str, Any]] = {
                           vision_channels=320, vision_blocks=2, fused_channels=64, codec_channels=[64, 128, 256, 256],
                           norm_num_groups=32),
         "segmenter": [32, 64, 128, 256, 512],
+    },
+    "sdxl": {
+        "vae": dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32),
+        "vae_scaling": 0.13025,
+        "unet": dict(block_out_channels=(320, 640, 1280), layers_per_block=2, cross_attention_dim=2048,
+                     attention_head_dim=(5, 10, 20), transformer_layers_per_block=(1, 2, 10),
+                     use_linear_projection=True, norm_num_groups=32, addition_embed_type="text_time",
+                     addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816,
+                     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                     up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")),
+        # CLIP ViT-L text tower + OpenCLIP bigG text tower (with the pooled projection SDXL uses)
+        "text": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                     max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768),
+        "text_2": dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
+                       max_position_embeddings=77, hidden_act="gelu", projection_dim=1280),
+        "text_length": 77,
+        "validator": dict(unet_block_out_channels=[320, 640, 1280, 1280], unet_layers_per_block=2, unet_attention=True,
+                          vision_channels=320, vision_blocks=2, fused_channels=64, codec_channels=[64, 128, 256, 256],
+                          norm_num_groups=32),
+        "segmenter": [32, 64, 128, 256, 512],
+    },
+    "tiny_xl": {  # the SDXL code path (two text encoders, pooled embeds, size/crop time ids), small
+        "vae": dict(block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=16),
+        "vae_scaling": 0.13025,
+        "unet": dict(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=64, attention_head_dim=8,
+                     norm_num_groups=16, addition_embed_type="text_time", addition_time_embed_dim=8,
+                     projection_class_embeddings_input_dim=6 * 8 + 32,
+                     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                     up_block_types=("CrossAttnUpBlock2D", "UpBlock2D")),
+        "text": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                     max_position_embeddings=16, hidden_act="quick_gelu", projection_dim=32),
+        "text_2": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       max_position_embeddings=16, hidden_act="gelu", projection_dim=32),
+        "text_length": 16,
+        "validator": dict(unet_block_out_channels=[16, 32], vision_channels=16, codec_channels=[16], norm_num_groups=16),
+        "segmenter": [8, 16],
     },
     "tiny": {
         "vae": dict(block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=16),
@@ -71,7 +109,7 @@ def _tokenizer(max_length: int) -> Any:
 def build_generator(size: str, device: torch.device, dtype: torch.dtype, image_size: int = 256) -> Any:
     """diffaug's Generator (VAE, 9-channel UNet, SD's noise schedule, CLIP text encoder) of `size`."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     from diffaug.generator.models import Generator, train_scheduler
     from diffaug.generator.text import TextEncoder
@@ -79,11 +117,17 @@ def build_generator(size: str, device: torch.device, dtype: torch.dtype, image_s
     spec = SIZES[size]
     n = len(spec["vae"]["block_out_channels"])
     vae = AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
-                        latent_channels=4, scaling_factor=0.18215, sample_size=image_size, **spec["vae"])
+                        latent_channels=4, scaling_factor=spec.get("vae_scaling", 0.18215), sample_size=image_size,
+                        **spec["vae"])
     unet = UNet2DConditionModel(in_channels=9, out_channels=4, sample_size=image_size // 2 ** (n - 1), **spec["unet"])
-    text_model = CLIPTextModel(CLIPTextConfig(vocab_size=len(WORDS), pad_token_id=0, bos_token_id=1, eos_token_id=1,
-                                              **spec["text"]))
-    text = TextEncoder("clip", [_tokenizer(spec["text_length"])], [text_model], spec["text_length"], device, dtype)
+    ids = dict(vocab_size=len(WORDS), pad_token_id=0, bos_token_id=1, eos_token_id=1)
+    encoders: list[Any] = [CLIPTextModel(CLIPTextConfig(**ids, **spec["text"]))]
+    kind = "clip"
+    if "text_2" in spec:  # SDXL: second encoder with the pooled projection
+        encoders.append(CLIPTextModelWithProjection(CLIPTextConfig(**ids, **spec["text_2"])))
+        kind = "sdxl"
+    toks = [_tokenizer(spec["text_length"]) for _ in encoders]
+    text = TextEncoder(kind, toks, encoders, spec["text_length"], device, dtype)
     vae = vae.to(device=device, dtype=dtype).eval()
     unet = unet.to(device=device, dtype=dtype).eval()
     return Generator(vae, unet, train_scheduler(), text, {"backbone": f"{size} (random weights)"})
@@ -111,7 +155,6 @@ def bench_finetune_step(gen: Any, batch: int, image_size: int, rt: Any, repeats:
     autocast in the run's dtype, as accelerate's mixed precision does): s/step and peak memory."""
     import copy
 
-    from diffaug.benchmark.measure import measure
     from diffaug.generator.losses import inpainting_loss
 
     unet = copy.deepcopy(gen.unet).to(dtype=torch.float32).train()
@@ -121,7 +164,11 @@ def bench_finetune_step(gen: Any, batch: int, image_size: int, rt: Any, repeats:
     g = torch.Generator().manual_seed(0)
     z0, z_n, noise = (torch.randn(batch, 4, h, h, generator=g).to(rt.device) for _ in range(3))
     mask = (torch.rand(batch, 1, h, h, generator=g) > 0.7).float().to(rt.device)
-    ctx = gen.text.encode(["sessile polyp , smooth surface"] * batch).float()
+    prompts = ["sessile polyp , smooth surface"] * batch
+    ctx = gen.text.encode(prompts).float()
+    added = gen.added_cond_kwargs(prompts, image_size, image_size)  # SDXL: pooled text + time ids
+    if added is not None:
+        added = {k: v.float() for k, v in added.items()}
     acp = gen.scheduler.alphas_cumprod.to(rt.device)
     t = torch.randint(0, len(acp), (batch,), generator=g).to(rt.device)
     a = acp[t].view(-1, 1, 1, 1)
@@ -130,7 +177,7 @@ def bench_finetune_step(gen: Any, batch: int, image_size: int, rt: Any, repeats:
 
     def step() -> None:
         with torch.enable_grad(), torch.autocast(rt.device.type, dtype=rt.dtype, enabled=autocast):
-            pred = unet(torch.cat([z_t, mask, z_n], 1), t, encoder_hidden_states=ctx).sample
+            pred = unet(torch.cat([z_t, mask, z_n], 1), t, encoder_hidden_states=ctx, added_cond_kwargs=added).sample
             loss, _ = inpainting_loss(pred.float(), noise, z_t, z_n, mask, acp[t], 1.0, 5.0)
         loss.backward()
         opt.step()
@@ -142,9 +189,6 @@ def bench_finetune_step(gen: Any, batch: int, image_size: int, rt: Any, repeats:
     out["finetune_step_median_s"] = m.median_s
     out["finetune_step_peak_mem_mb"] = m.peak_mem_mb
     out["finetune_unet_params_m"] = sum(p.numel() for p in unet.parameters()) / 1e6
-    del unet, opt
-    if rt.device.type == "cuda":
-        torch.cuda.empty_cache()
 
 
 def _measure_grad(step: Any, batch: int, device: torch.device, repeats: int) -> Any:
@@ -174,7 +218,7 @@ def run_profile(size: str, image_size: int, batch: int, dtype: str, steps: int, 
     from diffaug.runtime import resolve_runtime
 
     rt = resolve_runtime(BaseConfig(device=device, dtype=dtype))
-    cfg = BenchmarkConfig(batch_size=batch, warmup=1, repeats=repeats, generate_steps=steps,
+    cfg = BenchmarkConfig(batch_size=batch, warmup=1, repeats=repeats, min_time_s=0.0, generate_steps=steps,
                           iterative_steps=iterative_steps)
     t0 = time.perf_counter()
     torch.manual_seed(0)
@@ -201,7 +245,7 @@ def run_profile(size: str, image_size: int, batch: int, dtype: str, steps: int, 
     bench_validator(validator, images, cfg, rt, out)
     bench_segmenter(segmenter, images, cfg, rt, out)
     if finetune:
-        bench_finetune_step(gen, batch, image_size, rt, repeats, out)
+        bench_finetune_step(gen, batch, image_size, rt, repeats, out)  # its fp32 copy is freed on return
     if rt.device.type == "cuda":
         out["cuda_max_allocated_total_mb"] = torch.cuda.max_memory_allocated(rt.device) / 2**20
     out["seconds"] = time.perf_counter() - t0

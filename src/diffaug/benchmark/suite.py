@@ -8,8 +8,9 @@ Every figure is produced by the other stages' public code paths (no re-implement
 - validator: `Validator.predict` single-step (eq. 11, one network call) vs iterative (T DDIM
   steps) on the same network and batch.
 - gate: the gate's decision on generated samples: `Validator.predict` in `gate.mode`, IoU with the
-  intended mask (`validator.metrics.mask_iou`, eq. 14), threshold; timed interleaved with
-  generation so `gate_vs_generate_speedup` compares the two under the same load.
+  intended mask (`validator.metrics.mask_iou`, eq. 14), threshold -- the computation of
+  `validator.gate.run_gate` without its reading of the whole raw folder from disk; timed
+  interleaved with generation so `gate_vs_generate_speedup` compares the two under the same load.
 - segmenter: `Segmenter.predict` of one trained run.
 
 Ratios (higher is better) sit beside the absolute figures; `--check` compares only ratios.
@@ -59,6 +60,12 @@ def _batch(arr: np.ndarray, n: int) -> np.ndarray:
     return np.ascontiguousarray(arr[idx])
 
 
+def amp(rt: Runtime) -> Any:
+    """Autocast in the run's half dtype (no-op in float32). The validator's inference feeds
+    float32 latents/noise to its network, which in half precision needs autocast to cast them."""
+    return torch.autocast(rt.device.type, dtype=rt.dtype, enabled=rt.dtype != torch.float32)
+
+
 def _record(out: dict[str, Any], prefix: str, m: Measurement, rate_name: str = "samples_per_s") -> float:
     out[f"{prefix}_{rate_name}"] = m.items_per_s
     out[f"{prefix}_median_s"] = m.median_s
@@ -94,15 +101,16 @@ def bench_generate_and_gate(gen: Any, validator: Any, backgrounds: np.ndarray, m
     seeds = list(range(rt.seed, rt.seed + len(backgrounds)))
 
     def gate() -> np.ndarray:
-        pred = validator.predict(gate_images, mode=gate_cfg.mode, steps=gate_cfg.iterative_steps, seed=rt.seed,
-                                 batch_size=gate_cfg.batch_size)
+        with amp(rt):
+            pred = validator.predict(gate_images, mode=gate_cfg.mode, steps=gate_cfg.iterative_steps, seed=rt.seed,
+                                     batch_size=gate_cfg.batch_size)
         return mask_iou(pred, gate_masks, validator.num_classes, gate_cfg.class_combine) > gate_cfg.threshold
 
     m = measure_many({
         "own": slowed(lambda: sampler(backgrounds, masks, prompts, seeds)),
         "stock": lambda: run_stock(pipe, sampler, backgrounds, masks, prompts, seeds),
         "gate": slowed(gate),
-    }, items=len(backgrounds), device=rt.device, warmup=cfg.warmup, repeats=cfg.repeats)
+    }, items=len(backgrounds), device=rt.device, warmup=cfg.warmup, repeats=cfg.repeats, min_time_s=cfg.min_time_s)
     own = _record(out, "generate", m["own"])
     stock = _record(out, "generate_stock", m["stock"])
     gate_rate = _record(out, "gate", m["gate"], rate_name="images_per_s")
@@ -116,11 +124,15 @@ def bench_generate_and_gate(gen: Any, validator: Any, backgrounds: np.ndarray, m
 def bench_validator(validator: Any, images: np.ndarray, cfg: BenchmarkConfig, rt: Runtime, out: dict[str, Any]) -> None:
     """Single-step (1 network call, eq. 11) vs iterative (T DDIM calls) on the same net and batch."""
     n = len(images)
+
+    def predict(mode: str) -> np.ndarray:
+        with amp(rt):
+            return validator.predict(images, mode=mode, steps=cfg.iterative_steps, seed=rt.seed, batch_size=n)
+
     m = measure_many({
-        "single": slowed(lambda: validator.predict(images, mode="single_step", seed=rt.seed, batch_size=n)),
-        "iterative": lambda: validator.predict(images, mode="iterative", steps=cfg.iterative_steps, seed=rt.seed,
-                                               batch_size=n),
-    }, items=n, device=rt.device, warmup=cfg.warmup, repeats=cfg.repeats)
+        "single": slowed(lambda: predict("single_step")),
+        "iterative": lambda: predict("iterative"),
+    }, items=n, device=rt.device, warmup=cfg.warmup, repeats=cfg.repeats, min_time_s=cfg.min_time_s)
     single = _record(out, "validator_single_step", m["single"])
     iterative = _record(out, "validator_iterative", m["iterative"])
     out["validator_single_step_speedup"] = single / iterative
@@ -178,6 +190,7 @@ def run_benchmark(inputs: BenchmarkInputs, cfg: BenchmarkConfig, rt: Runtime, *,
         "batch_size": n,
         "warmup": cfg.warmup,
         "repeats": cfg.repeats,
+        "min_time_s": cfg.min_time_s,
         "injected_slowdown": injected_slowdown(),
         "memory_kind": "cuda_max_allocated" if rt.device.type == "cuda" else "cpu_rss_sampled",
     }

@@ -34,7 +34,7 @@ class PrepareConfig(Section):
     root: str | None = None  # folder of a real data set (required unless dataset = phantom)
     image_size: int = Field(64, ge=16, le=2048)  # square side after resizing; multiple of 8 (VAE f=8). Paper: 256
     test_ratio: float = Field(0.2, gt=0.0, lt=1.0)  # seeded split when no official split: paper 0.2 (Kvasir 800/200)
-    train_limit: int | None = Field(None, ge=1)  # keep only N real training images (low-data regime); null = all
+    train_limit: int | None = Field(None, ge=1)  # keep only N training images (low-data regime; phantom too); null = all
     small_area_frac: float = Field(0.05, gt=0.0, lt=1.0)  # lesion area < this fraction of the image = "small" (paper: < 5 mm)
     flat_contrast: float = Field(0.06, ge=0.0, le=1.0)  # real data: lesion-vs-ring luminance contrast below this = "flat"
     cdr_normal_max: float = Field(0.5, gt=0.0, lt=1.0)  # fundus: CDR below this counts as normal (paper: early glaucoma 0.5-0.6)

@@ -50,7 +50,8 @@ def generate_phantom(cfg: PrepareConfig, seed: int) -> Dataset:
     return Dataset(
         family=p.family,
         source="phantom",
-        train=_render_split(cfg, seed, "train", p.train),
+        # prepare.train_limit (the low-data regime) applies to the phantom too
+        train=_render_split(cfg, seed, "train", min(p.train, cfg.train_limit or p.train)),
         test=_render_split(cfg, seed, "test", p.test),
         normals=_render_split(cfg, seed, "normals", p.normals),
         split_unit="frame",

@@ -139,10 +139,24 @@ def render_fundus_frame(
     wall = np.exp(-(((cup_d - 0.85) / 0.15) ** 2)) * np.clip(side, 0, 1) * rng.uniform(0.15, 0.35)
     img *= (1.0 - wall * (disc_d < 1.0))[..., None]
 
+    # Peripapillary atrophy: a pale crescent hugging the disc on the temporal side (more often
+    # in glaucoma), and a nerve-fibre-layer sheen: bright, bluish-white streaks near the disc.
+    # Both are as pale as the disc/cup, so colour alone does not delimit them.
+    if rng.random() < (0.6 if cdr >= 0.5 else 0.3):
+        ang = np.arctan2(yy - cy, (xx - cx) * temporal)
+        crescent = smoothstep(1.0 + rng.uniform(0.2, 0.5), 1.0, disc_d) * (disc_d >= 0.97)
+        crescent = crescent * smoothstep(rng.uniform(0.6, 1.2), 0.0, np.abs(ang))
+        pale = np.array([0.95, 0.8, 0.62], np.float32) * rng.uniform(0.8, 1.0)
+        img = img * (1 - crescent[..., None]) + pale * crescent[..., None]
+    sheen = np.clip(fractal_noise(rng, S, (0.03, 0.012)) - 1.0, 0, None) * smoothstep(1.4, 0.5, disc_d / 2.5)
+    img = img + rng.uniform(0.0, 0.35) * sheen[..., None] * np.array([0.7, 0.75, 0.8], np.float32)
+
     # Vessels over everything (they emerge from the disc), darker and slightly purple.
     vessels = _vessel_map(_vessel_points(rng, cy, cx, temporal), S) * rng.uniform(0.7, 0.95)
     img *= (1.0 - vessels[..., None] * np.array([0.45, 0.65, 0.55], np.float32))
 
-    img = img * fov[..., None] * rng.uniform(0.65, 1.25) + 0.008  # exposure varies per photo
+    # exposure and white balance vary per camera and photo
+    cast = rng.uniform([0.9, 0.8, 0.6], [1.1, 1.15, 1.5]).astype(np.float32)
+    img = img * cast * fov[..., None] * rng.uniform(0.65, 1.25) + 0.008
     img = downsample(img.astype(np.float32))
     return to_uint8(img, rng, noise_std=0.01), small * (downsample(fov) > 0.5), float(measured or 0.0)

@@ -37,6 +37,10 @@ def prepare(cfg: PrepareConfig, seed: int, out_dir: str | Path, metrics_path: st
             cdr_normal_max=cfg.cdr_normal_max,
             preview_count=cfg.preview_count,
         )
+        # temp files/folders are created private (0600/0700); outputs are ordinary files
+        tmp.chmod(0o755)
+        for path in tmp.iterdir():
+            path.chmod(0o644)
     metrics = {"dataset": cfg.dataset, "family": data.family} | metrics
     write_json(metrics_path, metrics)
     return metrics

@@ -95,7 +95,8 @@ def load_fingerprint(prepared_dir: str | Path) -> dict[str, Any]:
     """fingerprint.json as a dict: family, num_classes, class_names, image_size, counts,
     intensity {mean, std} (per RGB channel, [0, 1] units), lesion_area {bins, counts},
     size_classes {thresholds {small}, counts {split: {small, large, none}}}, contrast, cdr
-    (fundus; else null), fixes {kind: count}, small_area_frac, split_unit, normals_method."""
+    (fundus; else null), threshold_baseline {feature, threshold, direction, dice_train,
+    dice_test}, fixes {kind: count}, small_area_frac, split_unit, normals_method, source."""
     path = Path(prepared_dir) / "fingerprint.json"
     if not path.is_file():
         raise InputError(f"{path}: fingerprint not found; run `dvc repro prepare` first")
@@ -109,7 +110,7 @@ def _manifest_rows(split_name: str, split: Split, data: Dataset, small: float, f
         st = sample_stats(split.images[i], split.masks[i], data.family, small)
         known = split.flat[i]
         has_lesion = st.lesion_area_frac > 0
-        if not has_lesion:
+        if not has_lesion or data.family == "fundus":  # flatness is a polyp notion
             flat = False
         elif known is not None:
             flat = bool(known)

@@ -14,6 +14,7 @@ from scipy import ndimage
 
 CONTOUR_COLOURS = {1: (40, 255, 60), 2: (255, 230, 0)}  # polyp / disc rim: green; cup: yellow
 TILE = 128  # tiles are upscaled to at least this side so contours stay thin and visible
+MAX_TILE = 192  # and larger frames are shrunk to this side
 
 
 def draw_contours(image: np.ndarray, mask: np.ndarray, scale: int) -> np.ndarray:
@@ -30,6 +31,10 @@ def draw_contours(image: np.ndarray, mask: np.ndarray, scale: int) -> np.ndarray
 def preview_grid(images: np.ndarray, masks: np.ndarray, columns: int = 8) -> np.ndarray:
     """(rows·T, columns·T, 3) uint8 grid of contoured tiles, 2-px dark gutters."""
     n, size = images.shape[0], images.shape[1]
+    if size > MAX_TILE:  # large profiles: shrink the tiles, the preview is for a glance
+        images = np.stack([np.asarray(Image.fromarray(im).resize((MAX_TILE, MAX_TILE), Image.Resampling.BOX)) for im in images])
+        masks = np.stack([np.asarray(Image.fromarray(m).resize((MAX_TILE, MAX_TILE), Image.Resampling.NEAREST)) for m in masks])
+        size = MAX_TILE
     scale = max(1, int(np.ceil(TILE / size)))
     tile = size * scale
     columns = max(1, min(columns, n))

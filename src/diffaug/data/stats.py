@@ -7,8 +7,9 @@ Definitions (used by generate/evaluate through manifest.csv and fingerprint.json
   proxy of the paper's "< 5 mm" polyps), "large" otherwise, "none" without lesion.
 - contrast: |mean luminance inside the lesion − mean luminance of a ring around it| / 255, the ring
   being the lesion dilated by ~15 % of its equivalent radius (at least 2 px), minus the lesion.
-- flat: phantom = ground truth of the generator (barely raised, barely recoloured lesions);
-  real data = contrast < prepare.flat_contrast (no height is known, low contrast is the proxy).
+- flat (polyp only, always False for fundus): phantom = ground truth of the generator (barely
+  raised, barely recoloured lesions); real data = contrast < prepare.flat_contrast (no height is
+  known, low contrast is the proxy).
 - cdr (fundus only): vertical cup diameter / vertical disc diameter (disc = classes 1 ∪ 2).
 """
 

@@ -48,7 +48,7 @@ def _sync(device: Any) -> None:
 
 
 def compare_with_stock(gen: Any, sampler: Any, inputs: GenerateInputs, cfg: GenerateConfig, banks: PromptBanks,
-                       base_seed: int, repeats: int = 2) -> dict[str, Any]:
+                       base_seed: int, repeats: int = 3) -> dict[str, Any]:
     """Seconds of our sampler vs `StableDiffusionInpaintPipeline` on the same weights, scheduler,
     prompt embeddings, steps, guidance, batches and seeds, interleaved (ours/stock, then
     stock/ours) so machine load hits both alike; per batch the fastest of `repeats` runs counts.

@@ -20,6 +20,7 @@ def inpainting_loss(
     alphas_cumprod_t: torch.Tensor,
     lambda_preserve: float,
     snr_gamma: float,
+    prediction_type: str = "epsilon",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 7 with a preservation term that has a gradient.
 
@@ -36,11 +37,18 @@ def inpainting_loss(
     large t from dominating: since ẑ_0 − z_0 = (ε − ε̂)/√SNR_t, the term equals
     min(1, γ/SNR_t)·(ε − ε̂)² outside the mask. Means are over the region's elements, so small
     lesions weigh as much as large ones.
+
+    `prediction_type="v_prediction"`: the network predicts v = √ᾱ_t ε − √(1−ᾱ_t) z_0 (Salimans &
+    Ho 2022) instead of ε; then `noise_pred` is v̂, `noise` is the v target, the first term is the
+    masked v error (a per-timestep reweighting of the ε error) and ẑ_0 = √ᾱ_t z_t − √(1−ᾱ_t) v̂.
     """
     m = mask_lat.to(noise.dtype).expand_as(noise)
     inside = (m * (noise - noise_pred) ** 2).sum() / m.sum().clamp_min(1.0)
     a = alphas_cumprod_t.to(noise.dtype).view(-1, 1, 1, 1)
-    z0_hat = (z_t - (1 - a).sqrt() * noise_pred) / a.sqrt()
+    if prediction_type == "v_prediction":
+        z0_hat = a.sqrt() * z_t - (1 - a).sqrt() * noise_pred
+    else:
+        z0_hat = (z_t - (1 - a).sqrt() * noise_pred) / a.sqrt()
     weight = (a / (1 - a)).clamp(max=snr_gamma)
     out = 1 - m
     preserve = (out * weight * (z0_hat - z_n) ** 2).sum() / out.sum().clamp_min(1.0)

@@ -72,8 +72,8 @@ def check_inpainting(vae_config: Any, unet_config: Any, where: str | Path) -> No
         )
 
 
-def train_scheduler(num_train_timesteps: int = 1000) -> Any:
-    """SD's training noise schedule (scaled-linear β 0.00085 → 0.012), ε-prediction."""
+def train_scheduler(num_train_timesteps: int = 1000, prediction_type: str = "epsilon") -> Any:
+    """SD's training noise schedule (scaled-linear β 0.00085 → 0.012); ε- or v-prediction."""
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(
@@ -81,7 +81,7 @@ def train_scheduler(num_train_timesteps: int = 1000) -> Any:
         beta_schedule="scaled_linear",
         beta_start=0.00085,
         beta_end=0.012,
-        prediction_type="epsilon",
+        prediction_type=prediction_type,
         clip_sample=False,
         steps_offset=1,
     )
@@ -141,7 +141,8 @@ def build_backbone(cfg: Any, image_size: int, device: torch.device | str = "cpu"
         factor = 2 ** (len(vae.config.block_out_channels) - 1)
         unet = build_tiny_unet(cfg.unet, cfg.vae.latent_channels, image_size // factor, text.dim)
         meta = {"backbone": "tiny", "revision": ""}
-        return Generator(vae, unet, train_scheduler(cfg.num_train_timesteps), text, meta)
+        ptype = "v_prediction" if cfg.prediction_type == "auto" else cfg.prediction_type
+        return Generator(vae, unet, train_scheduler(cfg.num_train_timesteps, ptype), text, meta)
 
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
@@ -165,7 +166,8 @@ def build_backbone(cfg: Any, image_size: int, device: torch.device | str = "cpu"
     vae = AutoencoderKL.from_pretrained(source, subfolder="vae", **kw)
     unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", **kw)
     sched_cfg = DDPMScheduler.load_config(source, subfolder="scheduler", **{k: v for k, v in kw.items() if k == "revision"})
-    scheduler = DDPMScheduler.from_config(sched_cfg, prediction_type="epsilon")
+    ptype = sched_cfg.get("prediction_type", "epsilon") if cfg.prediction_type == "auto" else cfg.prediction_type
+    scheduler = DDPMScheduler.from_config(sched_cfg, prediction_type=ptype)
     kind = detect_text_kind(source, cfg.revision or None)
     text = load_text_encoder({"kind": kind}, source, revision=cfg.revision or None, device=device, dtype=dtype)
     if text.dim != int(unet.config.cross_attention_dim):

@@ -152,19 +152,20 @@ class _Trainer:
         idx = self._draw_index(len(self.data.frames), pc.batch_size, g)
         flips = self._rank_slice(torch.rand(pc.batch_size * self.acc.num_processes, 2, generator=g), pc.batch_size)
         x = _flip(self._batch_images(self.data.frames, idx), flips)
-        post = vae.encode(x).latent_dist
-        z = post.sample(generator=g)
-        rec = vae.decode(z).sample
-        loss, parts = vae_loss(x, rec, post.kl(), pc.kl_weight, pc.l2_weight)
+        rec, kl = vae(x, g)
+        loss, parts = vae_loss(x, rec, kl, pc.kl_weight, pc.l2_weight)
         if self.disc is not None and step >= pc.disc_start:
-            self.disc.requires_grad_(False)
-            adv = -self.disc(rec).mean()
-            self.disc.requires_grad_(True)
-            loss = loss + pc.disc_weight * adv
+            # Discriminator step first (hinge loss on real vs detached reconstructions), then the
+            # VAE's adversarial term through the updated, frozen discriminator: its weights must
+            # not change between this forward and the VAE's backward.
             d_loss = hinge_d_loss(self.disc(x), self.disc(rec.detach()))
             self.disc_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             self.disc_opt.step()
+            self.disc.requires_grad_(False)
+            adv = -self.disc(rec).mean()
+            self.disc.requires_grad_(True)
+            loss = loss + pc.disc_weight * adv
             parts["disc"] = d_loss.detach()
         return loss, parts
 
@@ -210,7 +211,11 @@ class _Trainer:
         with self.acc.autocast():
             pred = unet(inpaint_input(z_t, m, zm), t_dev, encoder_hidden_states=ctx, **kw).sample
         a = sched.alphas_cumprod.to(self.device)[t_dev]
-        return inpainting_loss(pred.float(), noise, z_t, z0, m, a, self.cfg.lambda_preserve, self.cfg.snr_gamma)
+        ptype = sched.config.prediction_type
+        target = sched.get_velocity(z0, noise, t_dev) if ptype == "v_prediction" else noise
+        return inpainting_loss(
+            pred.float(), target, z_t, z0, m, a, self.cfg.lambda_preserve, self.cfg.snr_gamma, prediction_type=ptype
+        )
 
     def _pretrain_step(self, unet: Any, step: int, g: torch.Generator):
         b = self.cfg.pretrain_phase.batch_size
@@ -347,7 +352,7 @@ class _Trainer:
                     continue
                 r = resume if ph == phase else None
                 if ph == "vae":
-                    self._run_phase("vae", self.gen.vae, self._vae_step, r)
+                    self._run_phase("vae", _VAETrainStep(self.gen.vae), self._vae_step, r)
                     if self.cfg.backbone == "tiny":
                         self._set_scaling_factor()
                         self._save(("pretrain", 0), {})
@@ -399,6 +404,20 @@ class _Trainer:
             "n_frames": int(len(self.data.frames)),
             "n_lesions": int(len(self.data.lesion_images)),
         }
+
+
+class _VAETrainStep(torch.nn.Module):
+    """encode -> sample -> decode in one forward, so DDP (several GPUs) wraps one call and syncs
+    the VAE's gradients. Returns the reconstruction (B, 3, H, W) and the per-sample KL (B,)."""
+
+    def __init__(self, vae: Any) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        post = self.vae.encode(x).latent_dist
+        rec = self.vae.decode(post.sample(generator=generator)).sample
+        return rec, post.kl()
 
 
 def _next_phase(phase: str) -> str:

@@ -28,7 +28,7 @@ from diffaug.config import Section
 VARIANTS = ("none", "standard", "copypaste", "diffaug")
 # Variants that add extra pairs and therefore take a ratio > 0; the others must say r0.
 RATIO_VARIANTS = ("copypaste", "diffaug")
-_SPEC = re.compile(r"^(?P<variant>[a-z]+)-r(?P<ratio>[0-9]+(?:\.[0-9]+)?)$")
+_SPEC = re.compile(r"^(?P<variant>[a-z_]+)-r(?P<ratio>-?[0-9]+(?:\.[0-9]+)?)$")
 
 
 def format_ratio(ratio: float) -> str:
@@ -42,6 +42,8 @@ def parse_run_spec(spec: str) -> tuple[str, float]:
     if m is None:
         raise ValueError(f"run '{spec}' must look like '<variant>-r<ratio>', e.g. 'standard-r0' or 'diffaug-r3'")
     variant, ratio = m["variant"], float(m["ratio"])
+    if ratio < 0:
+        raise ValueError(f"run '{spec}': the synthetic ratio must be >= 0 (paper sweep 0.5-5)")
     if variant not in VARIANTS:
         raise ValueError(f"run '{spec}': unknown variant '{variant}'; allowed: {', '.join(VARIANTS)}")
     if variant in RATIO_VARIANTS and ratio <= 0:
@@ -58,10 +60,10 @@ class StandardAugmentConfig(Section):
     """Geometric augmentation shared by standard/copypaste/diffaug (torchvision.transforms.v2)."""
 
     flip_prob: float = Field(0.5, ge=0, le=1)  # horizontal and vertical flip, each with this probability
-    rotation_degrees: float = Field(30.0, ge=0, le=180)  # uniform rotation in [-d, d]
-    scale_min: float = Field(0.85, gt=0)  # isotropic zoom range (paper: "scale")
-    scale_max: float = Field(1.15, gt=0)
-    elastic_prob: float = Field(0.3, ge=0, le=1)  # share of samples that also get an elastic warp (the costly op on CPU)
+    rotation_degrees: float = Field(15.0, ge=0, le=180)  # uniform rotation in [-d, d]
+    scale_min: float = Field(0.9, gt=0)  # isotropic zoom range (paper: "scale")
+    scale_max: float = Field(1.1, gt=0)
+    elastic_prob: float = Field(0.2, ge=0, le=1)  # share of samples that also get an elastic warp (the costly op on CPU)
     elastic_alpha: float = Field(12.0, ge=0)  # displacement magnitude in pixels (torchvision ElasticTransform)
     elastic_sigma: float = Field(4.0, gt=0)  # smoothness of the displacement field in pixels
 
@@ -98,12 +100,12 @@ class TrainSegmenterConfig(Section):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)  # >= 5 for the full comparison (params/full_comparison.yaml)
 
     # --- network ---
-    architecture: Literal["unet", "latent"] = "unet"  # MONAI U-Net, or the validator's latent single-step network
+    architecture: Literal["unet"] = "unet"  # MONAI residual U-Net (the paper's U-Net baseline)
     channels: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=2)  # MONAI UNet widths per level
-    num_res_units: int = Field(1, ge=0)  # residual units per MONAI UNet level
+    num_res_units: int = Field(0, ge=0)  # residual units per MONAI UNet level
 
     # --- budget (passes over the real set) ---
-    epochs: int = Field(30, ge=1)  # each real image is seen exactly this often, in every variant
+    epochs: int = Field(35, ge=1)  # each real image is seen exactly this often, in every variant
     batch_size: int = Field(16, ge=1)  # real samples per batch
     lr: float = Field(3e-3, gt=0)  # AdamW peak lr (cosine decay to lr_min)
     lr_min: float = Field(1e-4, ge=0)
@@ -113,7 +115,7 @@ class TrainSegmenterConfig(Section):
     # --- extra pairs (copypaste / diffaug) ---
     # Share of each batch that is synthetic: n_syn = round(batch_size * s / (1 - s)) added to the
     # batch_size real samples. Paper-like proportional mixing would be s = ratio / (1 + ratio).
-    synthetic_share: float = Field(0.25, ge=0, lt=1)
+    synthetic_share: float = Field(0.2, ge=0, lt=1)
     synthetic_loss_weight: float = Field(1.0, ge=0)  # per-sample loss weight of extra pairs (real = 1)
     weight_by_gate_iou: bool = False  # diffaug: also multiply by the gate's IoU (accepted.csv `iou`) as a soft weight
     real_only_epochs: int = Field(0, ge=0)  # two-phase schedule: the last N epochs use real pairs only

@@ -31,7 +31,7 @@ class SegmenterSpec:
     num_classes: int  # output channels incl. background (polyp 2; fundus 3)
     image_size: int  # training resolution (square); other sizes are resized to it and back
     channels: list[int] = field(default_factory=lambda: [16, 32, 64])  # MONAI UNet widths
-    num_res_units: int = 1
+    num_res_units: int = 0
     mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])  # per-channel stats of the real train images, [0, 1] scale
     std: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])
 

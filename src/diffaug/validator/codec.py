@@ -18,6 +18,8 @@ Both decode to per-class probabilities (N, C+1, H, W), class 0 = background.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,7 +47,7 @@ class LearnedMaskCodec(nn.Module):
         widths = [channels[min(i, len(channels) - 1)] for i in range(n_down + 1)]
 
         def block(cin: int, cout: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(min(norm_groups, cout), cout), nn.SiLU())
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(math.gcd(norm_groups, cout), cout), nn.SiLU())
 
         enc: list[nn.Module] = [block(num_classes + 1, widths[0])]
         for i in range(n_down):  # each level halves H, W

@@ -25,19 +25,19 @@ class TrainValidatorConfig(Section):
     # "learned": a light conv autoencoder for masks, fitted first (masks are not tissue images);
     # "vae": SDSeg's way, the generator's VAE on the mask replicated to 3 channels.
     mask_codec: Literal["learned", "vae"] = "learned"
-    codec_channels: list[int] = Field(default_factory=lambda: [16, 32], min_length=1)  # widths of the learned mask codec
+    codec_channels: list[int] = Field(default_factory=lambda: [8, 16], min_length=1)  # widths of the learned mask codec
     mask_latent_channels: int = Field(4, ge=1)  # channels of the learned mask latent (the VAE codec uses the VAE's)
-    codec_steps: int = Field(300, ge=0)  # optimisation steps fitting the learned mask codec
+    codec_steps: int = Field(150, ge=0)  # optimisation steps fitting the learned mask codec
     codec_lr: float = Field(2e-3, gt=0)  # Adam lr of the mask codec
 
     # --- network (eq. 9, 13 and the denoiser) ---
     vision_channels: int = Field(32, ge=1)  # width of the trainable vision encoder V_psi (eq. 9)
     vision_blocks: int = Field(2, ge=1)  # residual blocks in V_psi
     fused_channels: int = Field(8, ge=1)  # channels of f_fused after the 1x1 projections (eq. 13)
-    unet_block_out_channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)  # denoiser U-Net widths
+    unet_block_out_channels: list[int] = Field(default_factory=lambda: [32, 64, 64], min_length=1)  # denoiser U-Net widths
     unet_layers_per_block: int = Field(1, ge=1)  # resnets per denoiser level
     unet_attention: bool = False  # self-attention in the lowest denoiser level (SD U-Nets have it; slow on CPU)
-    norm_num_groups: int = Field(16, ge=1)  # GroupNorm groups; must divide every width
+    norm_num_groups: int = Field(16, ge=1)  # GroupNorm groups; must divide the U-Net and V_psi widths
     init_from_generator: bool = True  # copy the generator U-Net's encoder tensors whose names and shapes match
 
     # --- diffusion (eq. 10, 11) ---
@@ -49,6 +49,9 @@ class TrainValidatorConfig(Section):
     # must carry (almost) no information about z_0; only at the last timestep (sqrt(abar) ~ 0.07
     # with SD's schedule) does pure noise match what training saw. -1 = num_train_timesteps - 1.
     single_step_timestep: int = Field(-1, ge=-1)
+    # What the denoiser U-Net outputs; both give eps_hat_seg for eq. 11/12. "epsilon" is the paper's;
+    # "v_prediction" (diffusers/SD2 v-parameterisation) is well conditioned at the single-step timestep.
+    prediction_type: Literal["epsilon", "v_prediction"] = "v_prediction"
     single_step_fraction: float = Field(0.5, ge=0, le=1)  # share of training samples drawn at that timestep
 
     # --- objective eq. 12 (the paper gives no values for the lambdas) ---
@@ -78,7 +81,7 @@ class TrainValidatorConfig(Section):
             )
         if self.beta_end <= self.beta_start:
             raise ValueError("beta_end must be larger than beta_start")
-        widths = [*self.unet_block_out_channels, self.vision_channels, *self.codec_channels]
+        widths = [*self.unet_block_out_channels, self.vision_channels]
         bad = [w for w in widths if w % self.norm_num_groups]
         if bad:
             raise ValueError(f"norm_num_groups ({self.norm_num_groups}) must divide every width, not {bad[0]}")

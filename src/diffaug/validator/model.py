@@ -51,6 +51,7 @@ class ValidatorModelConfig:
     beta_start: float = 0.00085
     beta_end: float = 0.012
     single_step_timestep: int = 999
+    prediction_type: str = "epsilon"  # what the U-Net outputs: "epsilon" or "v_prediction" (converted to eps_hat)
 
     @classmethod
     def from_dict(cls, data: dict) -> ValidatorModelConfig:
@@ -123,6 +124,8 @@ class ValidatorNet(nn.Module):
             norm_num_groups=c.norm_num_groups,
             add_attention=c.unet_attention,
         )
+        # alphas_cumprod of the forward process (eq. 10), for the v -> eps conversion; rebuilt from the config
+        self.register_buffer("alphas_cumprod", make_scheduler(c).alphas_cumprod.float(), persistent=False)
         self.codec = (
             LearnedMaskCodec(c.num_classes, c.mask_latent_channels, c.codec_channels, c.vae_downsample,
                              c.norm_num_groups, c.codec_scale)
@@ -134,8 +137,18 @@ class ValidatorNet(nn.Module):
         return self.fusion(z_a, self.vision(z_a))
 
     def denoise(self, f_fused: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """eps_hat_seg of the noisy mask latent z_t at timesteps t (N,)."""
-        return self.denoiser(torch.cat([z_t, f_fused], dim=1), t).sample
+        """eps_hat_seg of the noisy mask latent z_t at timesteps t (N,).
+
+        With prediction_type "v_prediction" the U-Net outputs v = sqrt(abar) eps - sqrt(1-abar) z0
+        and eps_hat = sqrt(abar) v_hat + sqrt(1-abar) z_t: the same eps_hat, eq. 11 and eq. 12, but
+        well conditioned at the single-step timestep, where eps-prediction must reproduce z_t to
+        within sqrt(abar) ~ 0.07 and eq. 11 multiplies its error by 1/sqrt(abar) ~ 15.
+        """
+        out = self.denoiser(torch.cat([z_t, f_fused], dim=1), t).sample
+        if self.config.prediction_type == "epsilon":
+            return out
+        ab = self.alphas_cumprod.to(z_t.device)[t.long()].view(-1, 1, 1, 1)
+        return ab.sqrt() * out + (1 - ab).sqrt() * z_t
 
     def forward(self, z_a: torch.Tensor, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.denoise(self.condition(z_a), z_t, t)

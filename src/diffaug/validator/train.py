@@ -65,6 +65,7 @@ def model_config_from(cfg: TrainValidatorConfig, vae, num_classes: int) -> Valid
         unet_attention=cfg.unet_attention, norm_num_groups=cfg.norm_num_groups,
         num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
         beta_start=cfg.beta_start, beta_end=cfg.beta_end, single_step_timestep=t_s,
+        prediction_type=cfg.prediction_type,
     )
 
 
@@ -135,10 +136,15 @@ def build_cache(vae, codec, images: np.ndarray, masks: np.ndarray, augment: bool
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def params_hash(cfg: TrainValidatorConfig, model_cfg: ValidatorModelConfig, n_train: int, seed: int) -> str:
+def params_hash(cfg: TrainValidatorConfig, model_cfg: ValidatorModelConfig, images: np.ndarray,
+                masks: np.ndarray, seed: int) -> str:
+    """Identity of a training run (params, data, seed): a checkpoint is resumed only if it matches."""
     blob = json.dumps({"cfg": cfg.model_dump(), "model": asdict(model_cfg) | {"codec_scale": None},
-                       "n": n_train, "seed": seed}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+                       "seed": seed}, sort_keys=True).encode()
+    h = hashlib.sha256(blob)
+    h.update(np.ascontiguousarray(images).tobytes())
+    h.update(np.ascontiguousarray(masks).tobytes())
+    return h.hexdigest()[:16]
 
 
 def save_checkpoint(ckpt_dir: Path, net: ValidatorNet, opt, sched, step: int, gen: torch.Generator,
@@ -175,6 +181,7 @@ class TrainInfo:
     codec_recon_dice_vae: float | None = None
     history: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)  # wall time per phase: codec, cache, loop
+    curve: list = field(default_factory=list)  # (step, loss) at every log point of this run
 
 
 def train_network(images: np.ndarray, masks: np.ndarray, vae, cfg: TrainValidatorConfig, num_classes: int,
@@ -202,7 +209,7 @@ def train_network(images: np.ndarray, masks: np.ndarray, vae, cfg: TrainValidato
 
         info.copied_init_tensors = init_from_generator_unet(net, generator_unet_state)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    key = params_hash(cfg, model_cfg, len(images), seed)
+    key = params_hash(cfg, model_cfg, images, masks, seed)
     resume = load_checkpoint(ckpt_dir, key)
 
     mask_t = torch.from_numpy(masks.astype(np.int64))
@@ -242,8 +249,11 @@ def train_network(images: np.ndarray, masks: np.ndarray, vae, cfg: TrainValidato
     net, opt = accel.prepare(net, opt)
     dev = accel.device
     alphas = make_scheduler(model_cfg).alphas_cumprod.to(dev)
-    if net_codec_is_vae := isinstance(codec, VaeMaskCodec):
+    net_codec_is_vae = isinstance(codec, VaeMaskCodec)
+    if net_codec_is_vae:
         vae.to(dev)
+    if live is not None and start:
+        live.step = start  # a resumed run continues the curves where the checkpoint left them
     V, N = cache.z_a.shape[:2]
     t_s, T = model_cfg.single_step_timestep, model_cfg.num_train_timesteps
     end = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
@@ -274,6 +284,7 @@ def train_network(images: np.ndarray, masks: np.ndarray, vae, cfg: TrainValidato
             point = {"loss": loss.item(), "loss_noise": l_noise.item(), "loss_latent": l_latent.item(),
                      "loss_dice": l_dice.item(), "lr": sched.get_last_lr()[0]}
             info.history = {k: float(v) for k, v in point.items()}
+            info.curve.append((done, float(point["loss"])))
             if live is not None:
                 for k, v in point.items():
                     live.log_metric(f"train/{k}", v)

@@ -1,0 +1,44 @@
+"""The `train_segmenter` stage as one function: load inputs, train one run, write its outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from diffaug.config import BaseConfig
+from diffaug.io import atomic_dir, write_json
+from diffaug.segmenter.config import TrainSegmenterConfig
+from diffaug.segmenter.runs import run_name
+
+# flat numbers of the training summary that go into metrics/train_segmenter/<run>.json
+METRIC_KEYS = ("loss_first", "loss_last", "train_dice_last", "seconds", "steps", "n_real", "n_extra",
+               "real_exposure", "extra_exposure_mean", "extra_weight_mean")
+
+
+def run_training(
+    cfg: TrainSegmenterConfig, base: BaseConfig, variant: str, ratio: float, seed: int,
+    prepared_dir: str | Path, gated_dir: str | Path, out_dir: str | Path, metrics_path: str | Path,
+) -> dict[str, Any]:
+    """Train `variant` at `ratio` with `seed`; write out_dir (atomically) and the metrics JSON."""
+    from diffaug.runtime import resolve_runtime
+    from diffaug.segmenter.data import load_accepted, load_real
+    from diffaug.segmenter.models import save_segmenter
+    from diffaug.segmenter.train import train_segmenter
+
+    runtime = resolve_runtime(base)
+    real, num_classes = load_real(prepared_dir)
+    synthetic = load_accepted(gated_dir, real.images.shape[1:3]) if variant == "diffaug" else None
+    name = run_name(variant, ratio, seed)
+    with atomic_dir(out_dir) as tmp:
+        result = train_segmenter(real, num_classes, cfg, variant, ratio, seed, runtime,
+                                 synthetic=synthetic, live_dir=tmp / "live")
+        meta = {
+            "run": {"name": name, "variant": variant, "ratio": float(ratio), "seed": int(seed),
+                    "base_seed": base.seed},
+            # wall-clock time stays out of config.json so equal seeds give byte-identical outputs
+            "training": {k: v for k, v in result.summary.items() if k != "seconds"},
+            "params": cfg.model_dump(mode="json", exclude={"runs", "seeds"}),
+        }
+        save_segmenter(tmp, result.segmenter.net, result.segmenter.spec, meta)
+    write_json(metrics_path, {k: result.summary[k] for k in METRIC_KEYS} | {"n_warnings": len(result.summary["warnings"])})
+    return result.summary

@@ -1,0 +1,45 @@
+"""The pretrained-profile overlays stay valid against the real params models, and the
+architecture-size profile code runs (tiny size) so the GPU figures in docs/gpu.md can be rerun."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from diffaug.config import SECTIONS, apply_overlay, load_section
+
+OVERLAYS = ["params/sd2_inpainting_kvasir.yaml", "params/sdxl_inpainting_kvasir.yaml"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_applies_and_validates(overlay, repo_root, tmp_path):
+    params = tmp_path / "params.yaml"
+    shutil.copy(repo_root / "params.yaml", params)
+    apply_overlay(params, repo_root / overlay)
+    for section in yaml.safe_load(params.read_text()):
+        load_section(params, section)  # raises ConfigError on any stale or misspelt key
+    gen = load_section(params, "finetune_generator")
+    assert gen.backbone in ("stabilityai/stable-diffusion-2-inpainting", "diffusers/stable-diffusion-xl-1.0-inpainting-0.1")
+    assert len(gen.revision) == 40 and int(gen.revision, 16) >= 0  # a pinned commit, not a branch
+    assert gen.image_size == 256 and gen.finetune_phase.lr == 1e-5 and gen.finetune_phase.batch_size == 8
+    assert load_section(params, "prepare").dataset == "kvasir_seg"
+    assert load_section(params, "generate").steps == 50
+    assert load_section(params, "base").device == "cuda"
+    overlay_sections = set(yaml.safe_load((repo_root / overlay).read_text()))
+    assert overlay_sections <= set(SECTIONS)
+
+
+def test_profile_runs_every_measurement_on_tiny_models():
+    """The SDXL code path (two text encoders, pooled embeddings, time ids) at toy size."""
+    from diffaug.benchmark.profile import run_profile
+
+    out = run_profile("tiny_xl", image_size=16, batch=1, dtype="float32", steps=2, iterative_steps=2,
+                      repeats=1, device="cpu")
+    assert out["weights"].startswith("random") and out["device"].startswith("cpu")
+    for key in ("vae_encode_samples_per_s", "generate_samples_per_s", "generate_stock_samples_per_s",
+                "gate_images_per_s", "validator_single_step_samples_per_s", "segmenter_samples_per_s",
+                "finetune_step_samples_per_s"):
+        assert out[key] > 0, key
+    assert out["finetune_unet_params_m"] > 0

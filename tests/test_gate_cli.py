@@ -1,0 +1,167 @@
+"""`diffaug train_validator` and `diffaug gate` through the CLI: outputs, metrics, bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from diffaug.cli import app
+from diffaug.io import save_npz
+from validator_helpers import blob_data, one_thread, save_generator, small_validator_params  # noqa: F401
+
+runner = CliRunner()
+
+
+def _write_prepared(folder, images, masks):
+    ids = np.array([f"s{i:03d}" for i in range(len(images))])
+    save_npz(folder / "train.npz", images=images, masks=masks, ids=ids)
+    pd.DataFrame({"id": ids, "split": "train"}).to_csv(folder / "manifest.csv", index=False)
+    (folder / "fingerprint.json").write_text(json.dumps({"family": "polyp", "num_classes": 1, "image_size": 32}))
+
+
+def _write_raw(folder, images, masks):
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = np.array([f"g{i:03d}" for i in range(len(images))])
+    save_npz(folder / "samples.npz", images=images, masks=masks, ids=ids)
+    pd.DataFrame({"sample_id": ids, "background_id": "b", "prompt": "sessile polyp", "seed": np.arange(len(ids))}).to_csv(
+        folder / "manifest.csv", index=False)
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, one_thread):
+    """A validator trained through the CLI on tiny blob data (module scope: trained once)."""
+    import yaml
+
+    root = tmp_path_factory.mktemp("cli")
+    (root / "prepared").mkdir()
+    images, masks = blob_data(24, seed=0)
+    _write_prepared(root / "prepared", images, masks)
+    save_generator(root / "generator")
+    params = root / "params.yaml"
+    params.write_text(yaml.safe_dump({"base": {"seed": 0}, "train_validator": small_validator_params(steps=20),
+                                      "gate": {"threshold": 0.5, "grid_samples": 3}}))
+    args = ["train_validator", "--params", str(params), "--prepared", str(root / "prepared"),
+            "--generator", str(root / "generator"), "--out", str(root / "validator"),
+            "--checkpoints", str(root / "ckpt"), "--live", str(root / "live"),
+            "--metrics", str(root / "metrics" / "train_validator.json")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def _gate(root, raw, out, params=None, **extra):
+    args = ["gate", "--params", str(params or root / "params.yaml"), "--raw", str(raw), "--validator",
+            str(extra.get("validator", root / "validator")), "--generator", str(extra.get("generator", root / "generator")),
+            "--generate-metrics", str(root / "generate.json"), "--out", str(out),
+            "--metrics", str(out.parent / f"{out.name}.json")]
+    return runner.invoke(app, args)
+
+
+def test_train_validator_writes_model_metrics_curves(trained):
+    assert {p.name for p in (trained / "validator").iterdir()} == {"model.safetensors", "config.json"}
+    m = json.loads((trained / "metrics" / "train_validator.json").read_text())
+    for key in ("val_dice_single", "val_iou_single", "val_dice_iterative", "val_iou_iterative", "speed_ratio",
+                "speed_ratio_latent", "speed_ratio_goal", "init_copied_tensors", "codec_recon_dice_learned",
+                "codec_recon_dice_vae", "single_step_timestep"):
+        assert key in m, key
+    assert m["init_copied_tensors"] > 0 and m["speed_ratio"] > 1 and m["steps"] == 20
+    assert (trained / "ckpt" / "last" / "state.pt").is_file()
+    assert list((trained / "live").rglob("loss.tsv"))
+
+
+def test_gate_writes_accepted_rejected_sets(trained, tmp_path):
+    images, masks = blob_data(10, seed=5)
+    masks[5:] = np.roll(masks[5:], 14, axis=2)  # half of the intended masks moved off the lesion
+    _write_raw(tmp_path / "raw", images, masks)
+    (trained / "generate.json").write_text(json.dumps({"samples_per_s": 0.5}))
+    result = _gate(trained, tmp_path / "raw", tmp_path / "gated")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "gated"
+    assert {p.name for p in out.iterdir()} == {"accepted.npz", "rejected.npz", "accepted.csv", "rejected.csv",
+                                               "iou.csv", "grid.png"}
+    m = json.loads((tmp_path / "gated.json").read_text())
+    acc, rej = pd.read_csv(out / "accepted.csv"), pd.read_csv(out / "rejected.csv")
+    assert m["n_generated"] == 10 and m["n_accepted"] == len(acc) and len(acc) + len(rej) == 10
+    assert (acc["iou"] > 0.5).all() and (rej["iou"] <= 0.5).all()
+    for key in ("acceptance_rate", "iou_accepted_mean", "iou_rejected_mean", "images_per_s", "gate_cost_fraction"):
+        assert key in m
+    with np.load(out / "accepted.npz") as z:
+        assert set(z.files) == {"images", "masks", "ids", "pred_masks"} and len(z["ids"]) == len(acc)
+    assert pd.read_csv(out / "iou.csv")["count"].sum() == 10
+
+
+def test_gate_disabled_accepts_everything(trained, tmp_path, write_params):
+    import yaml
+
+    images, masks = blob_data(4, seed=6)
+    masks[:] = 0
+    masks[:, :4, :4] = 1  # all wrong
+    _write_raw(tmp_path / "raw", images, masks)
+    params = yaml.safe_load((trained / "params.yaml").read_text())
+    params["gate"]["enabled"] = False
+    result = _gate(trained, tmp_path / "raw", tmp_path / "gated", params=write_params(params, "p.yaml"))
+    assert result.exit_code == 0, result.output
+    m = json.loads((tmp_path / "gated.json").read_text())
+    assert m["n_accepted"] == 4 and m["acceptance_rate"] == 1.0
+
+
+def test_gate_empty_set_warns_with_zero_counts(trained, tmp_path):
+    _write_raw(tmp_path / "raw", np.zeros((0, 32, 32, 3), np.uint8), np.zeros((0, 32, 32), np.uint8))
+    result = _gate(trained, tmp_path / "raw", tmp_path / "gated")
+    assert result.exit_code == 0, result.output
+    assert "warning" in result.output and "no generated samples" in result.output
+    m = json.loads((tmp_path / "gated.json").read_text())
+    assert m["n_generated"] == 0 and m["n_accepted"] == 0 and m["acceptance_rate"] == 0.0
+    assert (tmp_path / "gated" / "grid.png").is_file()
+
+
+def test_gate_missing_image_is_one_line_error(trained, tmp_path):
+    images, masks = blob_data(3, seed=7)
+    _write_raw(tmp_path / "raw", images, masks)
+    manifest = pd.read_csv(tmp_path / "raw" / "manifest.csv")
+    manifest.loc[1, "sample_id"] = "ghost"
+    manifest.to_csv(tmp_path / "raw" / "manifest.csv", index=False)
+    result = _gate(trained, tmp_path / "raw", tmp_path / "gated")
+    assert result.exit_code == 1
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "ghost" in lines[0] and "no image" in lines[0]
+    assert not (tmp_path / "gated").exists() and not (tmp_path / "gated.json").exists()
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, 1.5, -0.2])
+def test_gate_threshold_out_of_range(trained, tmp_path, write_params, value):
+    import yaml
+
+    params = yaml.safe_load((trained / "params.yaml").read_text())
+    params["gate"]["threshold"] = value
+    images, masks = blob_data(2, seed=8)
+    _write_raw(tmp_path / "raw", images, masks)
+    result = _gate(trained, tmp_path / "raw", tmp_path / "gated", params=write_params(params, "p.yaml"))
+    assert result.exit_code == 2
+    assert "gate.threshold" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "gated").exists()
+
+
+def test_gate_rejects_vae_with_other_latent_channels(trained, tmp_path):
+    images, masks = blob_data(2, seed=9)
+    _write_raw(tmp_path / "raw", images, masks)
+    save_generator(tmp_path / "gen8", latent_channels=8)
+    result = _gate(trained, tmp_path / "raw", tmp_path / "gated", generator=tmp_path / "gen8")
+    assert result.exit_code == 1
+    assert "latent channels" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "gated").exists()
+
+
+def test_train_validator_missing_generator(trained, tmp_path):
+    result = runner.invoke(app, ["train_validator", "--params", str(trained / "params.yaml"), "--prepared",
+                                 str(trained / "prepared"), "--generator", str(tmp_path / "nope"), "--out",
+                                 str(tmp_path / "v"), "--metrics", str(tmp_path / "m.json")])
+    assert result.exit_code == 1 and "finetune_generator" in result.output
+    assert not (tmp_path / "v").exists()

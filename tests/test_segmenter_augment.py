@@ -1,0 +1,86 @@
+"""`standard` augmentation moves image and mask together; copy-paste pastes what its masks say."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from diffaug.segmenter.augment import augment_batch, build_standard_transform
+from diffaug.segmenter.config import CopyPasteConfig, StandardAugmentConfig
+from diffaug.segmenter.copypaste import extract_lesions, make_copypaste_set, paste
+from tests.segmenter_support import toy_pairs
+
+
+def _batch(two_class=False):
+    images, masks = toy_pairs(8, 32, seed=3, two_class=two_class)
+    # channel 0 encodes the mask exactly, so geometry on the image can be read back and compared
+    images[..., 0] = np.where(masks > 0, 255, 0)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    return x, torch.from_numpy(masks).long()
+
+
+def test_same_geometry_on_image_and_mask():
+    x, y = _batch()
+    cfg = StandardAugmentConfig(rotation_degrees=40, scale_min=0.8, scale_max=1.2, elastic_prob=1.0, elastic_alpha=15)
+    xa, ya = augment_batch(x, y, build_standard_transform(cfg), np.random.default_rng(0))
+    assert xa.shape == x.shape and ya.shape == y.shape and ya.dtype == y.dtype
+    assert not torch.equal(ya, y), "augmentation changed nothing"
+    from_image = xa[:, 0] > 0.5
+    from_mask = ya > 0
+    inter = (from_image & from_mask).sum().item()
+    union = (from_image | from_mask).sum().item()
+    # bilinear image vs nearest mask differ only on edge pixels
+    assert inter / union > 0.9
+
+
+def test_class_indices_survive_and_seed_determines_output():
+    x, y = _batch(two_class=True)
+    transform = build_standard_transform(StandardAugmentConfig(elastic_prob=1.0))
+    a = augment_batch(x, y, transform, np.random.default_rng(7))
+    b = augment_batch(x, y, transform, np.random.default_rng(7))
+    c = augment_batch(x, y, transform, np.random.default_rng(8))
+    assert set(torch.unique(a[1]).tolist()) <= {0, 1, 2}
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[1], c[1])
+
+
+def test_copypaste_count_and_masks_match_pasted_pixels():
+    images, masks = toy_pairs(10, 32, seed=1, two_class=True)
+    cfg = CopyPasteConfig(feather_sigma=1.0)
+    cp = make_copypaste_set(images, masks, 17, cfg, np.random.default_rng(0))
+    assert cp.images.shape == (17, 32, 32, 3) and cp.masks.shape == (17, 32, 32)
+    assert (cp.targets != cp.sources).all()  # pasted onto another image
+    for k in range(17):
+        target_img, target_mask = images[cp.targets[k]], masks[cp.targets[k]]
+        labelled = cp.pasted[k]
+        assert labelled.sum() >= 4  # one lesion per composite
+        changed_mask = cp.masks[k] != target_mask
+        assert not (changed_mask & ~labelled).any()  # the mask changes only where the lesion was pasted
+        assert (cp.masks[k][labelled] > 0).all()  # every pasted lesion pixel carries a lesion class
+        assert set(np.unique(cp.masks[k][labelled])) <= {1, 2}
+        # pixels far from the paste keep the target's values (the feather is local)
+        from scipy import ndimage
+
+        near = ndimage.binary_dilation(labelled, iterations=int(np.ceil(3 * cfg.feather_sigma)) + 1)
+        assert np.array_equal(cp.images[k][~near], target_img[~near])
+
+
+def test_paste_alpha_threshold_is_the_mask():
+    # a constant lesion on a constant background: pasted pixels >= half way to the lesion colour
+    target = np.full((24, 24, 3), 40, np.uint8)
+    lesion_img = np.full((6, 6, 3), 1.0, np.float32)
+    lesion_mask = np.zeros((6, 6), np.uint8)
+    lesion_mask[1:5, 1:5] = 1
+    img, mask, labelled = paste(target, np.zeros((24, 24), np.uint8), lesion_img, lesion_mask, 9, 9, 1.5)
+    half = (40 + 255) / 2
+    assert labelled.sum() == 16 and np.array_equal(mask > 0, labelled)
+    assert (img[..., 0][labelled] >= half - 1).all()
+    assert (img[..., 0][~labelled] < half).all()
+
+
+def test_extract_lesions_and_no_lesion_error():
+    images, masks = toy_pairs(4, 32)
+    assert len(extract_lesions(images, masks)) == 4
+    with pytest.raises(ValueError, match="no lesion"):
+        make_copypaste_set(images, np.zeros_like(masks), 3, CopyPasteConfig(), np.random.default_rng(0))

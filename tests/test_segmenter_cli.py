@@ -1,0 +1,105 @@
+"""`diffaug train_segmenter` through the CLI: a run's outputs, and bad input as one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from diffaug.cli import app
+from diffaug.config import parse_section
+from diffaug.errors import ConfigError
+from diffaug.segmenter import load_segmenter, planned_runs
+from tests.segmenter_support import write_gated, write_prepared
+
+runner = CliRunner()
+TINY = {"epochs": 2, "channels": [8, 16], "num_res_units": 0, "batch_size": 8}
+
+
+@pytest.fixture
+def setup(tmp_path, write_params):
+    prepared = write_prepared(tmp_path / "prepared", n_train=16, size=32)
+    gated = write_gated(tmp_path / "gated", n=6, size=32)
+    params = write_params({"base": {"seed": 0, "device": "cpu"}, "train_segmenter": TINY})
+    return tmp_path, prepared, gated, params
+
+
+def _invoke(params, *args):
+    return runner.invoke(app, ["train_segmenter", "--params", str(params), *args])
+
+
+def test_diffaug_run_writes_model_config_curves_metrics(setup):
+    tmp, prepared, gated, params = setup
+    out, metrics = tmp / "segmenters" / "diffaug-r0.5-s1", tmp / "metrics" / "diffaug-r0.5-s1.json"
+    res = _invoke(params, "--run", "diffaug-r0.5", "--seed", "1", "--prepared", prepared, "--gated", gated,
+                  "--out", out, "--metrics", metrics)
+    assert res.exit_code == 0, res.output
+    assert "diffaug-r0.5-s1" in res.output
+    assert (out / "model.safetensors").is_file()
+    assert (out / "live" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
+    config = json.loads((out / "config.json").read_text())
+    assert config["run"] == {"name": "diffaug-r0.5-s1", "variant": "diffaug", "ratio": 0.5, "seed": 1, "base_seed": 0}
+    assert config["training"]["n_extra"] == 6 and config["training"]["real_exposure"] == 2
+    m = json.loads(metrics.read_text())
+    assert m["n_real"] == 16 and m["loss_last"] > 0
+    seg = load_segmenter(out, "cpu")
+    assert seg.predict(__import__("numpy").zeros((3, 32, 32, 3), "uint8")).shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize(
+    "run,code,message",
+    [
+        ("diffaug-r-1", 2, "ratio must be >= 0"),
+        ("fancy-r0", 2, "unknown variant 'fancy'"),
+        ("none-r2", 2, "adds no pairs"),
+        ("diffaug-r0", 2, "needs a ratio > 0"),
+        ("diffaug-r3.0", 2, "write it as 'diffaug-r3'"),
+    ],
+)
+def test_bad_run_spec_is_one_line(setup, run, code, message):
+    tmp, prepared, gated, params = setup
+    res = _invoke(params, "--run", run, "--prepared", prepared, "--out", tmp / "o")
+    assert res.exit_code == code
+    assert message in res.output and res.output.count("\n") == 1 and "Traceback" not in res.output
+    assert not (tmp / "o").exists()
+
+
+def test_missing_inputs_fail_cleanly(setup):
+    tmp, prepared, _, params = setup
+    res = _invoke(params, "--run", "standard-r0", "--prepared", tmp / "nope", "--out", tmp / "o")
+    assert res.exit_code == 1 and "prepare" in res.output and not (tmp / "o").exists()
+    res = _invoke(params, "--run", "diffaug-r1", "--prepared", prepared, "--gated", tmp / "nogate", "--out", tmp / "o")
+    assert res.exit_code == 1 and "accepted.npz" in res.output and not (tmp / "o").exists()
+
+
+def test_empty_gate_with_error_policy(setup, write_params):
+    tmp, prepared, _, _ = setup
+    gated = write_gated(tmp / "empty_gate", n=0, size=32)
+    params = write_params({"train_segmenter": TINY | {"on_empty_synthetic": "error"}}, name="p2.yaml")
+    res = _invoke(params, "--run", "diffaug-r1", "--prepared", prepared, "--gated", gated, "--out", tmp / "o",
+                  "--metrics", tmp / "m.json")
+    assert res.exit_code == 1 and "no accepted synthetic pairs" in res.output
+    assert not (tmp / "o").exists() and not (tmp / "m.json").exists()
+
+
+@pytest.mark.parametrize(
+    "values,key",
+    [
+        ({"runs": ["standard-r0", "mixup-r0"]}, "unknown variant 'mixup'"),
+        ({"synthetic_share": 1.0}, "train_segmenter.synthetic_share"),
+        ({"seeds": [0, 0]}, "distinct"),
+        ({"epochs": 3, "real_only_epochs": 3}, "real_only_epochs"),
+        ({"augment": {"elastic_prob": 2}}, "train_segmenter.augment.elastic_prob"),
+        ({"lr": 0.01, "batch": 3}, "unknown key"),
+    ],
+)
+def test_bad_params_name_the_key(values, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.").replace("(", r"\(")):
+        parse_section("train_segmenter", values)
+
+
+def test_planned_runs_cross_specs_and_seeds():
+    cfg = parse_section("train_segmenter", {"runs": ["none-r0", "diffaug-r0.5", "diffaug-r3"], "seeds": [0, 1]})
+    names = [r.name for r in planned_runs(cfg)]
+    assert names == ["none-r0-s0", "none-r0-s1", "diffaug-r0.5-s0", "diffaug-r0.5-s1", "diffaug-r3-s0", "diffaug-r3-s1"]

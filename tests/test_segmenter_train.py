@@ -1,0 +1,112 @@
+"""A short training run learns; save/load round trip; extra pairs keep real exposure; determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from diffaug.config import BaseConfig
+from diffaug.errors import InputError
+from diffaug.runtime import resolve_runtime
+from diffaug.segmenter import load_segmenter, run_name, save_segmenter, train_segmenter
+from diffaug.segmenter.config import TrainSegmenterConfig
+from diffaug.segmenter.data import Pairs
+from tests.segmenter_support import toy_pairs
+
+FAST = dict(channels=[8, 16], num_res_units=0, batch_size=8, lr=0.01, eval_batch_size=16)
+
+
+def _dice(pred, gt):
+    p, g = pred > 0, gt > 0
+    return 2 * (p & g).sum() / max(1, p.sum() + g.sum())
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    return resolve_runtime(BaseConfig(device="cpu", seed=0))
+
+
+@pytest.fixture(scope="module")
+def data():
+    train = Pairs(*toy_pairs(24, 32, seed=0))
+    test = toy_pairs(12, 32, seed=1)
+    return train, test
+
+
+@pytest.fixture(scope="module")
+def trained(data, runtime, tmp_path_factory):
+    train, _ = data
+    cfg = TrainSegmenterConfig(epochs=25, **FAST)
+    live = tmp_path_factory.mktemp("live")
+    return train_segmenter(train, 2, cfg, "standard", 0.0, 0, runtime, live_dir=live), live
+
+
+def test_short_run_lowers_loss_and_beats_trivial_predictors(trained, data):
+    result, live = trained
+    _, (test_images, test_masks) = data
+    s = result.summary
+    assert s["loss_last"] < 0.6 * s["loss_first"]
+    pred = result.segmenter.predict(test_images)
+    assert pred.shape == test_masks.shape and pred.dtype == np.uint8
+    dice = _dice(pred, test_masks)
+    all_lesion = _dice(np.ones_like(test_masks), test_masks)  # the best trivial predictor
+    assert dice > max(0.7, all_lesion + 0.3), (dice, all_lesion)
+    assert (live / "plots" / "metrics" / "train" / "loss.tsv").is_file()  # dvclive curve
+
+
+def test_save_load_round_trip(trained, data, tmp_path):
+    result, _ = trained
+    _, (test_images, _) = data
+    save_segmenter(tmp_path / "run", result.segmenter.net, result.segmenter.spec, {"run": {"variant": "standard"}})
+    loaded = load_segmenter(tmp_path / "run", "cpu")
+    np.testing.assert_allclose(loaded.predict_proba(test_images), result.segmenter.predict_proba(test_images), atol=1e-5)
+    assert loaded.meta["run"]["variant"] == "standard"
+    # other image sizes are resized to the training size and back
+    assert loaded.predict(np.zeros((2, 40, 40, 3), np.uint8)).shape == (2, 40, 40)
+
+
+def test_load_segmenter_bad_folder(tmp_path):
+    with pytest.raises(InputError, match="no trained segmenter"):
+        load_segmenter(tmp_path, "cpu")
+
+
+def test_extra_pairs_keep_real_exposure_and_weights(data, runtime):
+    train, _ = data
+    synthetic = Pairs(*toy_pairs(10, 32, seed=9), iou=np.linspace(0.7, 0.9, 10).astype(np.float32))
+    cfg = TrainSegmenterConfig(epochs=2, synthetic_share=0.5, weight_by_gate_iou=True, **FAST)
+    none = train_segmenter(train, 2, cfg, "none", 0.0, 0, runtime).summary
+    diff = train_segmenter(train, 2, cfg, "diffaug", 2.0, 0, runtime, synthetic=synthetic).summary
+    cp = train_segmenter(train, 2, cfg, "copypaste", 0.5, 0, runtime).summary
+    assert none["real_exposure"] == diff["real_exposure"] == cp["real_exposure"] == 2
+    assert none["steps"] == diff["steps"] == cp["steps"]
+    assert diff["n_extra"] == 10 and any("accepted 10" in w for w in diff["warnings"])  # asked 48, pool 10
+    assert 0.7 <= diff["extra_weight_mean"] <= 0.9
+    assert cp["n_extra"] == 12  # copypaste adds round(ratio x N_real), like diffaug
+
+
+def test_empty_synthetic_warns_or_errors(data, runtime):
+    train, _ = data
+    empty = Pairs(np.zeros((0, 32, 32, 3), np.uint8), np.zeros((0, 32, 32), np.uint8))
+    cfg = TrainSegmenterConfig(epochs=1, **FAST)
+    s = train_segmenter(train, 2, cfg, "diffaug", 1.0, 0, runtime, synthetic=empty).summary
+    assert s["n_extra"] == 0 and "no accepted synthetic pairs" in s["warnings"][0]
+    cfg.on_empty_synthetic = "error"
+    with pytest.raises(InputError, match="no accepted synthetic pairs"):
+        train_segmenter(train, 2, cfg, "diffaug", 1.0, 0, runtime, synthetic=empty)
+
+
+def test_same_seed_same_weights_other_seed_differs(data, runtime):
+    train, _ = data
+    cfg = TrainSegmenterConfig(epochs=1, **FAST)
+    a = train_segmenter(train, 2, cfg, "standard", 0.0, 3, runtime).segmenter.net.state_dict()
+    b = train_segmenter(train, 2, cfg, "standard", 0.0, 3, runtime).segmenter.net.state_dict()
+    c = train_segmenter(train, 2, cfg, "standard", 0.0, 4, runtime).segmenter.net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_run_names():
+    assert run_name("diffaug", 3, 0) == "diffaug-r3-s0"
+    assert run_name("diffaug", 0.5, 2) == "diffaug-r0.5-s2"
+    assert run_name("none", 0, 1) == "none-r0-s1"
