@@ -5,7 +5,7 @@ frame, (b) self-supervised inpainting pretraining of the 9-channel UNet with ran
 fine-tuning on lesion masks with captions from the prompt bank (loss eq. 7). `backbone: tiny`
 trains small models from scratch; a diffusers inpainting checkpoint (local folder or hub id +
 revision) is fine-tuned by the same code. Writes data/generator/ (vae/, unet/, scheduler/,
-diffaug_generator.json), data/generator_live/ (dvclive curves) and metrics/finetune_generator.json;
+diffaug_generator.json), plots/finetune_generator/ (dvclive curves) and metrics/finetune_generator.json;
 resumable checkpoints in data/checkpoints/finetune_generator/ (a killed run resumes there).
 """
 
@@ -24,7 +24,7 @@ def main(
     prepared: Path = typer.Option(Path("data/prepared"), help="prepared data folder (prepare's output)"),
     out: Path = typer.Option(Path("data/generator"), help="generator folder to write"),
     checkpoints: Path = typer.Option(Path("data/checkpoints/finetune_generator"), help="resumable checkpoints (persistent)"),
-    live: Path = typer.Option(Path("data/generator_live"), help="dvclive curves folder to write"),
+    live: Path = typer.Option(Path("plots/finetune_generator"), help="dvclive curves folder to write"),
     metrics: Path = typer.Option(Path("metrics/finetune_generator.json"), help="metrics JSON to write"),
 ) -> None:
     import os

@@ -2,10 +2,12 @@
 
 Reads params.yaml (base, train_segmenter), --prepared (train.npz, fingerprint.json) and, for the
 `diffaug` variant, --gated (accepted.npz + accepted.csv with the gate's IoU). --run is a run spec
-`<variant>-r<ratio>` from train_segmenter.runs (none-r0, standard-r0, copypaste-r1, diffaug-r3)
-and --seed one of train_segmenter.seeds; dvc.yaml's matrix runs every pair. Writes --out
-(data/segmenters/<variant>-r<ratio>-s<seed>/): model.safetensors, config.json (network spec,
-variant, ratio, seed, training summary) and live/ (dvclive training curves); and --metrics
+from train_segmenter.runs (none, standard, copypaste, diffaug: ratio from
+train_segmenter.synthetic_ratio; or with its own ratio, e.g. diffaug-r3) and --seed one of
+train_segmenter.seeds; dvc.yaml's matrix runs every pair. Writes --out
+(data/segmenters/<spec>-s<seed>/): model.safetensors and config.json (network spec, variant,
+ratio, seed, training summary); --live (dvclive training curves, plots/train_segmenter/<run>/ in
+dvc.yaml; default <out>/live); and --metrics
 (metrics/train_segmenter/<run>.json). Bad input stops with one line and writes nothing.
 """
 
@@ -21,11 +23,12 @@ from diffaug.cli_support import PARAMS_OPTION, stage_command
 @stage_command
 def main(
     params: Path = PARAMS_OPTION,
-    run: str = typer.Option("none-r0", "--run", help="run spec <variant>-r<ratio>, e.g. standard-r0, diffaug-r3"),
+    run: str = typer.Option("none", "--run", help="run spec: none, standard, copypaste, diffaug or <variant>-r<ratio>, e.g. diffaug-r3"),
     seed: int = typer.Option(0, "--seed", min=0, help="training seed of this run (one of train_segmenter.seeds)"),
     prepared: Path = typer.Option(Path("data/prepared"), "--prepared", help="prepared-data folder (train.npz, fingerprint.json)"),
     gated: Path = typer.Option(Path("data/synthetic/gated"), "--gated", help="gate output (accepted.npz, accepted.csv); read by diffaug only"),
-    out: Path = typer.Option(None, "--out", help="run folder to write; default data/segmenters/<variant>-r<ratio>-s<seed>"),
+    out: Path = typer.Option(None, "--out", help="run folder to write; default data/segmenters/<spec>-s<seed>"),
+    live: Path = typer.Option(None, "--live", help="dvclive curves folder; default <out>/live"),
     metrics: Path = typer.Option(None, "--metrics", help="metrics JSON; default metrics/train_segmenter/<run name>.json"),
 ) -> None:
     from diffaug.config import BaseConfig, load_section
@@ -37,13 +40,13 @@ def main(
     base = load_section(params, "base", BaseConfig)
     cfg = load_section(params, "train_segmenter", TrainSegmenterConfig)
     try:
-        variant, ratio = parse_run_spec(run)
+        parse_run_spec(run)
     except ValueError as exc:
         raise ConfigError(f"--run: {exc}") from None
-    name = run_name(variant, ratio, seed)
+    name = run_name(run, seed)
     out = out or Path("data/segmenters") / name
     metrics = metrics or Path("metrics/train_segmenter") / f"{name}.json"
-    summary = run_training(cfg, base, variant, ratio, seed, prepared, gated, out, metrics)
+    summary = run_training(cfg, base, run, seed, prepared, gated, out, metrics, live)
     warn = f" (warning: {'; '.join(summary['warnings'])})" if summary["warnings"] else ""
     typer.echo(
         f"train_segmenter: {name} → {out}: {summary['n_real']} real + {summary['n_extra']} extra pairs, "

@@ -70,3 +70,30 @@ def test_overlay_merges_validates_and_keeps_comments(tmp_path):
     with pytest.raises(ConfigError, match="base.device"):
         apply_overlay(params, overlay)
     assert "seed: 7" in params.read_text() and "device: cpu" in params.read_text()
+
+
+def test_overlay_command(tmp_path, repo_root):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from diffaug.cli import app
+
+    params = tmp_path / "params.yaml"
+    shutil.copy(repo_root / "params.yaml", params)
+    runner = CliRunner()
+    res = runner.invoke(app, ["overlay", str(repo_root / "params" / "smoke.yaml"), "--params", str(params)])
+    assert res.exit_code == 0, res.output
+    text = params.read_text()
+    assert "    train: 24             # labelled training frames" in text  # value changed, comment kept
+    assert "root: null" in text  # nulls stay spelt as in params.yaml
+    assert load_params(params, "generate")[1].variants == 2
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gate:\n  threshold: 1.5\n")
+    before = params.read_text()
+    res = runner.invoke(app, ["overlay", str(bad), "--params", str(params)])
+    assert res.exit_code == 2 and "gate.threshold" in res.output and res.output.strip().count("\n") == 0
+    assert params.read_text() == before
+    res = runner.invoke(app, ["overlay", str(tmp_path / "missing.yaml"), "--params", str(params)])
+    assert res.exit_code == 1 and "overlay not found" in res.output

@@ -68,6 +68,25 @@ def test_kill_and_resume_gives_identical_weights(prepared, tmp_path, write_param
     assert json.loads((tmp_path / "k_gen/vae/config.json").read_text())["scaling_factor"] == pytest.approx(
         json.loads((tmp_path / "full_gen/vae/config.json").read_text())["scaling_factor"]
     )
+    # the final losses of the resumed run are the unbroken run's (history travels in the checkpoint)
+    assert m2["finetune_final_loss"] == pytest.approx(metrics["finetune_final_loss"])
+    assert m2["vae_final_loss"] == pytest.approx(metrics["vae_final_loss"])
+
+
+def test_finished_checkpoint_is_reused_only_by_the_same_code(prepared, tmp_path, write_params, monkeypatch):
+    import diffaug.generator.train as train_mod
+
+    cfg = parse_section("finetune_generator", {**TINY})
+    base = BaseConfig(seed=3, device="cpu")
+    args = (cfg, base, prepared, tmp_path / "g", tmp_path / "ck", tmp_path / "live", tmp_path / "m.json")
+    first = run_finetune_generator(*args)
+    again = run_finetune_generator(*args)  # DVC reran the stage, nothing that matters changed
+    assert again["steps_run"] == 0 and again["resumed_from_step"] == 12
+    assert again["finetune_final_loss"] == pytest.approx(first["finetune_final_loss"])
+    # other training code (a changed file among the stage's code deps) must train again
+    monkeypatch.setattr(train_mod, "TRAINING_MODULES", train_mod.TRAINING_MODULES + ("diffaug.io",))
+    changed = run_finetune_generator(*args)
+    assert changed["steps_run"] == 12 and changed["resumed_from_step"] == 0
 
 
 def test_changed_params_do_not_resume_stale_checkpoint(prepared, tmp_path, write_params):

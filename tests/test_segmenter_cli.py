@@ -39,7 +39,8 @@ def test_diffaug_run_writes_model_config_curves_metrics(setup):
     assert (out / "model.safetensors").is_file()
     assert (out / "live" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
     config = json.loads((out / "config.json").read_text())
-    assert config["run"] == {"name": "diffaug-r0.5-s1", "variant": "diffaug", "ratio": 0.5, "seed": 1, "base_seed": 0}
+    assert config["run"] == {"name": "diffaug-r0.5-s1", "spec": "diffaug-r0.5", "group": "diffaug-r0.5",
+                             "variant": "diffaug", "ratio": 0.5, "seed": 1, "base_seed": 0}
     assert config["training"]["n_extra"] == 6 and config["training"]["real_exposure"] == 2
     m = json.loads(metrics.read_text())
     assert m["n_real"] == 16 and m["loss_last"] > 0
@@ -103,3 +104,17 @@ def test_planned_runs_cross_specs_and_seeds():
     cfg = parse_section("train_segmenter", {"runs": ["none-r0", "diffaug-r0.5", "diffaug-r3"], "seeds": [0, 1]})
     names = [r.name for r in planned_runs(cfg)]
     assert names == ["none-r0-s0", "none-r0-s1", "diffaug-r0.5-s0", "diffaug-r0.5-s1", "diffaug-r3-s0", "diffaug-r3-s1"]
+    assert [r.group for r in planned_runs(cfg)][::2] == ["none", "diffaug-r0.5", "diffaug-r3"]
+
+
+def test_bare_specs_take_the_synthetic_ratio():
+    cfg = parse_section("train_segmenter", {"runs": ["none", "standard", "copypaste", "diffaug", "diffaug-r3"],
+                                            "synthetic_ratio": 2.5})
+    runs = planned_runs(cfg)
+    assert [(r.name, r.group, r.ratio) for r in runs] == [
+        ("none-s0", "none", 0.0), ("standard-s0", "standard", 0.0), ("copypaste-s0", "copypaste", 2.5),
+        ("diffaug-s0", "diffaug", 2.5), ("diffaug-r3-s0", "diffaug-r3", 3.0)]
+    with pytest.raises(ConfigError, match="same run"):
+        parse_section("train_segmenter", {"runs": ["standard", "standard-r0"]})
+    with pytest.raises(ConfigError, match="synthetic_ratio"):
+        parse_section("train_segmenter", {"synthetic_ratio": -1})

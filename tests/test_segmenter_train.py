@@ -107,6 +107,9 @@ def test_same_seed_same_weights_other_seed_differs(data, runtime):
 
 
 def test_run_names():
-    assert run_name("diffaug", 3, 0) == "diffaug-r3-s0"
-    assert run_name("diffaug", 0.5, 2) == "diffaug-r0.5-s2"
-    assert run_name("none", 0, 1) == "none-r0-s1"
+    assert run_name("diffaug-r3", 0) == "diffaug-r3-s0"
+    assert run_name("diffaug-r0.5", 2) == "diffaug-r0.5-s2"
+    assert run_name("none", 1) == "none-s1"
+    assert run_name("diffaug", 0) == "diffaug-s0"
+    with pytest.raises(ValueError, match="unknown variant"):
+        run_name("mixup", 0)

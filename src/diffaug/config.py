@@ -143,6 +143,12 @@ def apply_overlay(params_path: str | Path, overlay_path: str | Path) -> dict[str
         parse_section(name, values, overlay_path)
 
     rt = YAML()  # round-trip mode keeps comments and key order
+    rt.preserve_quotes = True
+    rt.width = 4096  # never re-wrap long lines
+    # write None as `null`, as params.yaml spells it, not as an empty value
+    rt.representer.add_representer(
+        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
     doc = rt.load(Path(params_path).read_text())
 
     def _set(node: Any, values: dict[str, Any]) -> None:

@@ -31,6 +31,11 @@ class RunPrediction:
     ratio: float
     seed: int
     masks: np.ndarray
+    group: str | None = None  # what it is reported under; None = `<variant>` or `<variant>-r<ratio>`
+
+    def __post_init__(self) -> None:
+        if self.group is None:
+            self.group = group_label(self.variant, self.ratio)
 
 
 @dataclass
@@ -79,7 +84,7 @@ def evaluate_predictions(
     images_rows, lesion_rows, run_rows = [], [], []
     for run in runs:
         check_masks(run.masks, gt, num_classes, what=f"predictions of run {run.name}")
-        group = group_label(run.variant, run.ratio)
+        group = run.group
         info = {"run": run.name, "group": group, "variant": run.variant, "ratio": float(run.ratio), "seed": int(run.seed)}
         table = per_image_table(run.masks, gt, ids, class_names)
         lesions = lesion_table(run.masks, gt, ids, manifest, lesion_class, small, cfg.detect_fraction, cfg.early_glaucoma_cdr)
@@ -124,5 +129,6 @@ def predict_runs(
     for run in track(planned, "evaluate: predicting test split"):
         seg = load_segmenter(Path(segmenters_dir) / run.name, device)
         seg.batch_size = batch_size
-        out.append(RunPrediction(run.name, run.variant, float(run.ratio), int(run.seed), seg.predict(images)))
+        out.append(RunPrediction(run.name, run.variant, float(run.ratio), int(run.seed), seg.predict(images),
+                                 getattr(run, "group", None)))
     return out

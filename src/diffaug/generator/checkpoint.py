@@ -31,6 +31,22 @@ def run_fingerprint(*parts: Any) -> str:
     return h.hexdigest()[:16]
 
 
+def source_digest(*modules: str) -> str:
+    """Hash of the source files of these modules: a checkpoint written by other training code
+    (DVC reran the stage because a code dependency changed) must not be resumed, least of all a
+    finished one, which would hand back the old weights without training."""
+    import importlib.util
+
+    h = hashlib.sha256()
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ValueError(f"module {name} not found")
+        h.update(name.encode())
+        h.update(Path(spec.origin).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def array_digest(*arrays: Any) -> str:
     h = hashlib.sha256()
     for a in arrays:

@@ -214,8 +214,9 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu", dtype: 
     except json.JSONDecodeError:
         raise InputError(f"{path}: a config file of the generator is not valid JSON; re-run `diffaug finetune_generator`") from None
     check_inpainting(_Cfg(vae_cfg), _Cfg(unet_cfg), path / "unet" / "config.json")
-    vae = AutoencoderKL.from_pretrained(path / "vae").to(device=device, dtype=dtype).eval()
-    unet = UNet2DConditionModel.from_pretrained(path / "unet").to(device=device, dtype=dtype).eval()
+    # torch_dtype at load (not .to(dtype) after) so diffusers keeps the modules it needs in float32
+    vae = AutoencoderKL.from_pretrained(path / "vae", torch_dtype=dtype).to(device).eval()
+    unet = UNet2DConditionModel.from_pretrained(path / "unet", torch_dtype=dtype).to(device).eval()
     sched_cfg = json.loads((path / "scheduler/scheduler_config.json").read_text())
     cls = getattr(diffusers, sched_cfg.get("_class_name", "DDPMScheduler"))
     scheduler = cls.from_pretrained(path / "scheduler")

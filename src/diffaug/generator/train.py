@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from diffaug.generator.checkpoint import load_checkpoint, run_fingerprint, save_checkpoint
+from diffaug.generator.checkpoint import load_checkpoint, run_fingerprint, save_checkpoint, source_digest
 from diffaug.generator.losses import (
     PatchDiscriminator,
     hinge_d_loss,
@@ -50,6 +50,11 @@ from diffaug.generator.prompts import caption_for, generic_prompt
 from diffaug.runtime import Runtime
 
 PHASES = ("vae", "pretrain", "finetune")
+# the code a checkpoint depends on (= the code deps of the finetune_generator stage in dvc.yaml)
+TRAINING_MODULES = tuple(
+    f"diffaug.generator.{m}"
+    for m in ("config", "models", "text", "prompts", "losses", "checkpoint", "train", "train_data", "finetune")
+) + ("diffaug.data.prepared", "diffaug.data.stats")
 
 
 @dataclass
@@ -114,7 +119,8 @@ class _Trainer:
         split = float(np.median(contrasts)) if contrasts else None
         self.captions = [caption_for(s, self.bank, rng, contrast_split=split) for s in data.lesion_stats]
         self.fingerprint = run_fingerprint(
-            cfg.model_dump(), runtime.seed, data.digest, self.acc.num_processes, str(runtime.dtype)
+            cfg.model_dump(), runtime.seed, data.digest, self.acc.num_processes, str(runtime.dtype),
+            source_digest(*TRAINING_MODULES),
         )
         self.history: dict[str, list[float]] = {}
         self.live: Any = None
@@ -310,6 +316,8 @@ class _Trainer:
             "scaling_factor": float(self.gen.vae.config.scaling_factor),
             "fingerprint": self.fingerprint,
             "steps_run_total": self.steps_run,
+            # logged loss means so far: a resumed run reports the same final losses as an unbroken one
+            "history": self.history,
         }
         save_checkpoint(self.ckpt_dir, models, states, progress)
 
@@ -338,6 +346,7 @@ class _Trainer:
                 self.disc.load_state_dict(models["disc"])
             self.gen.vae.register_to_config(scaling_factor=progress["scaling_factor"])
             phase, step = progress["phase"], int(progress["step"])
+            self.history = {k: list(v) for k, v in progress.get("history", {}).items()}
             resume = states if step > 0 else None
             resumed_from = (self._global_step_offset(phase) + step) if phase in PHASES else sum(self._phase_steps().values())
         if live_dir is not None and self.acc.is_main_process:

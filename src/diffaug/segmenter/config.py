@@ -1,7 +1,10 @@
 """Params of the `train_segmenter` stage (seed-summary §4, §5 table 7; issue 5 item 1).
 
-One DVC matrix entry trains one run: a *run spec* `<variant>-r<ratio>` from `runs` × a seed from
-`seeds`. The run's folder is `data/segmenters/<variant>-r<ratio>-s<seed>` (see `run_name`).
+One DVC matrix entry trains one run: a *run spec* from `runs` × a seed from `seeds`. A spec is a
+bare variant (`none`, `standard`, `copypaste`, `diffaug`: the last two add `synthetic_ratio` × N
+extra pairs, so `dvc exp run -S train_segmenter.synthetic_ratio=3` changes them) or a variant with
+its own ratio (`diffaug-r3`, for sweeps that train several ratios at once). The run's folder is
+`data/segmenters/<spec>-s<seed>` (see `run_name`).
 
 Variants:
 - `none`: real training images as they are.
@@ -28,7 +31,7 @@ from diffaug.config import Section
 VARIANTS = ("none", "standard", "copypaste", "diffaug")
 # Variants that add extra pairs and therefore take a ratio > 0; the others must say r0.
 RATIO_VARIANTS = ("copypaste", "diffaug")
-_SPEC = re.compile(r"^(?P<variant>[a-z_]+)-r(?P<ratio>-?[0-9]+(?:\.[0-9]+)?)$")
+_SPEC = re.compile(r"^(?P<variant>[a-z_]+)(?:-r(?P<ratio>-?[0-9]+(?:\.[0-9]+)?))?$")
 
 
 def format_ratio(ratio: float) -> str:
@@ -36,24 +39,37 @@ def format_ratio(ratio: float) -> str:
     return f"{float(ratio):g}"
 
 
-def parse_run_spec(spec: str) -> tuple[str, float]:
-    """`'diffaug-r3'` -> `('diffaug', 3.0)`; raises ValueError with a one-line reason."""
+def parse_run_spec(spec: str, synthetic_ratio: float = 1.0) -> tuple[str, float]:
+    """`'diffaug-r3'` -> `('diffaug', 3.0)`; `'diffaug'` -> `('diffaug', synthetic_ratio)`;
+    `'standard'` / `'standard-r0'` -> `('standard', 0.0)`. Raises ValueError with a one-line reason."""
     m = _SPEC.match(str(spec))
     if m is None:
-        raise ValueError(f"run '{spec}' must look like '<variant>-r<ratio>', e.g. 'standard-r0' or 'diffaug-r3'")
-    variant, ratio = m["variant"], float(m["ratio"])
-    if ratio < 0:
-        raise ValueError(f"run '{spec}': the synthetic ratio must be >= 0 (paper sweep 0.5-5)")
+        raise ValueError(
+            f"run '{spec}' must be a variant ({', '.join(VARIANTS)}) or '<variant>-r<ratio>', e.g. 'diffaug-r3'"
+        )
+    variant = m["variant"]
     if variant not in VARIANTS:
         raise ValueError(f"run '{spec}': unknown variant '{variant}'; allowed: {', '.join(VARIANTS)}")
+    if m["ratio"] is None:
+        return variant, (float(synthetic_ratio) if variant in RATIO_VARIANTS else 0.0)
+    ratio = float(m["ratio"])
+    if ratio < 0:
+        raise ValueError(f"run '{spec}': the synthetic ratio must be >= 0 (paper sweep 0.5-5)")
     if variant in RATIO_VARIANTS and ratio <= 0:
         raise ValueError(f"run '{spec}': variant '{variant}' needs a ratio > 0 (paper sweep 0.5-5, best 3)")
     if variant not in RATIO_VARIANTS and ratio != 0:
-        raise ValueError(f"run '{spec}': variant '{variant}' adds no pairs; write '{variant}-r0'")
+        raise ValueError(f"run '{spec}': variant '{variant}' adds no pairs; write '{variant}'")
     canonical = f"{variant}-r{format_ratio(ratio)}"
     if spec != canonical:
         raise ValueError(f"run '{spec}': write it as '{canonical}' (the folder name evaluate looks for)")
     return variant, ratio
+
+
+def run_group(spec: str) -> str:
+    """What evaluate reports a run spec under (seeds pooled): the spec without a `-r0`, so
+    `standard-r0` and `standard` both report as `standard` and `diffaug` stays `diffaug` whatever
+    `synthetic_ratio` is (metric keys then diff across experiments)."""
+    return spec[:-3] if spec.endswith("-r0") else spec
 
 
 class StandardAugmentConfig(Section):
@@ -95,8 +111,8 @@ class TrainSegmenterConfig(Section):
 
     # --- what `dvc repro` trains (DVC matrix: runs × seeds) ---
     runs: list[str] = Field(
-        default_factory=lambda: ["none-r0", "standard-r0", "copypaste-r1", "diffaug-r1"], min_length=1
-    )  # '<variant>-r<ratio>'; paper sweep for diffaug: 0.5, 1, 2, 3, 5 (best 3)
+        default_factory=lambda: ["none", "standard", "copypaste", "diffaug"], min_length=1
+    )  # a variant (ratio from synthetic_ratio) or '<variant>-r<ratio>'; paper sweep 0.5, 1, 2, 3, 5 (best 3)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)  # >= 5 for the full comparison (params/full_comparison.yaml)
 
     # --- network ---
@@ -113,6 +129,8 @@ class TrainSegmenterConfig(Section):
     dice_weight: float = Field(1.0, ge=0)  # loss = cross-entropy + dice_weight * soft Dice (per sample)
 
     # --- extra pairs (copypaste / diffaug) ---
+    # extra pairs = round(synthetic_ratio x N_real) for the specs without their own `-r<ratio>`
+    synthetic_ratio: float = Field(1.0, gt=0)
     # Share of each batch that is synthetic: n_syn = round(batch_size * s / (1 - s)) added to the
     # batch_size real samples. Paper-like proportional mixing would be s = ratio / (1 + ratio).
     synthetic_share: float = Field(0.2, ge=0, lt=1)
@@ -135,8 +153,8 @@ class TrainSegmenterConfig(Section):
     def _check_runs(cls, runs: list[str]) -> list[str]:
         for spec in runs:
             parse_run_spec(spec)
-        if len(set(runs)) != len(runs):
-            raise ValueError("runs must not repeat an entry")
+        if len(set(runs)) != len(runs) or len({run_group(s) for s in runs}) != len(runs):
+            raise ValueError("runs must not repeat an entry (standard and standard-r0 are the same run)")
         return runs
 
     @field_validator("seeds")

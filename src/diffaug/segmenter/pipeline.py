@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 from diffaug.config import BaseConfig
 from diffaug.io import atomic_dir, write_json
-from diffaug.segmenter.config import TrainSegmenterConfig
+from diffaug.segmenter.config import TrainSegmenterConfig, parse_run_spec, run_group
 from diffaug.segmenter.runs import run_name
 
 # flat numbers of the training summary that go into metrics/train_segmenter/<run>.json
@@ -16,29 +17,37 @@ METRIC_KEYS = ("loss_first", "loss_last", "train_dice_last", "seconds", "steps",
 
 
 def run_training(
-    cfg: TrainSegmenterConfig, base: BaseConfig, variant: str, ratio: float, seed: int,
+    cfg: TrainSegmenterConfig, base: BaseConfig, spec: str, seed: int,
     prepared_dir: str | Path, gated_dir: str | Path, out_dir: str | Path, metrics_path: str | Path,
+    live_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train `variant` at `ratio` with `seed`; write out_dir (atomically) and the metrics JSON."""
+    """Train run spec `spec` (e.g. `diffaug`, `diffaug-r3`) with `seed`; write out_dir (atomically)
+    and the metrics JSON. The dvclive curves go to `live_dir` (default `out_dir/live`), moved
+    there only once training has finished."""
     from diffaug.runtime import resolve_runtime
     from diffaug.segmenter.data import load_accepted, load_real
     from diffaug.segmenter.models import save_segmenter
     from diffaug.segmenter.train import train_segmenter
 
+    variant, ratio = parse_run_spec(spec, cfg.synthetic_ratio)
     runtime = resolve_runtime(base)
     real, num_classes = load_real(prepared_dir)
     synthetic = load_accepted(gated_dir, real.images.shape[1:3]) if variant == "diffaug" else None
-    name = run_name(variant, ratio, seed)
+    name = run_name(spec, seed)
     with atomic_dir(out_dir) as tmp:
         result = train_segmenter(real, num_classes, cfg, variant, ratio, seed, runtime,
                                  synthetic=synthetic, live_dir=tmp / "live")
         meta = {
-            "run": {"name": name, "variant": variant, "ratio": float(ratio), "seed": int(seed),
-                    "base_seed": base.seed},
+            "run": {"name": name, "spec": spec, "group": run_group(spec), "variant": variant,
+                    "ratio": float(ratio), "seed": int(seed), "base_seed": base.seed},
             # wall-clock time stays out of config.json so equal seeds give byte-identical outputs
             "training": {k: v for k, v in result.summary.items() if k != "seconds"},
             "params": cfg.model_dump(mode="json", exclude={"runs", "seeds"}),
         }
         save_segmenter(tmp, result.segmenter.net, result.segmenter.spec, meta)
-    write_json(metrics_path, {k: result.summary[k] for k in METRIC_KEYS} | {"n_warnings": len(result.summary["warnings"])})
+        if live_dir is not None:  # curves beside the other runs' (plots/train_segmenter/), not in the model folder
+            with atomic_dir(live_dir) as live_tmp:
+                shutil.copytree(tmp / "live", live_tmp, dirs_exist_ok=True)
+            shutil.rmtree(tmp / "live")
+    write_json(metrics_path, {"ratio": float(ratio)} | {k: result.summary[k] for k in METRIC_KEYS} | {"n_warnings": len(result.summary["warnings"])})
     return result.summary

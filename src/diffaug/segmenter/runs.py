@@ -1,7 +1,7 @@
 """Names of trained runs: the contract between `train_segmenter` (writes) and `evaluate` (reads).
 
-Every run lives in `data/segmenters/<variant>-r<ratio>-s<seed>/`, e.g. `none-r0-s0`,
-`diffaug-r0.5-s1`; dvc.yaml builds the same name from the run spec `<variant>-r<ratio>` (params
+Every run lives in `data/segmenters/<spec>-s<seed>/`, e.g. `none-s0`, `diffaug-s0`,
+`diffaug-r0.5-s1`; dvc.yaml builds the same name from the run spec (params
 `train_segmenter.runs`) and the seed (`train_segmenter.seeds`).
 """
 
@@ -9,36 +9,28 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from diffaug.segmenter.config import (
-    RATIO_VARIANTS,
-    VARIANTS,
-    TrainSegmenterConfig,
-    format_ratio,
-    parse_run_spec,
-)
+from diffaug.segmenter.config import TrainSegmenterConfig, parse_run_spec, run_group
 
 
 class PlannedRun(NamedTuple):
     variant: str
-    ratio: float
+    ratio: float  # resolved: the spec's own ratio or train_segmenter.synthetic_ratio
     seed: int
-    name: str
+    name: str  # folder under data/segmenters/
+    group: str  # what evaluate reports it under (seeds pooled)
 
 
-def run_name(variant: str, ratio: float, seed: int) -> str:
-    """`run_name('diffaug', 3, 0) == 'diffaug-r3-s0'`; `run_name('none', 0, 1) == 'none-r0-s1'`."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant '{variant}'; allowed: {', '.join(VARIANTS)}")
-    if variant not in RATIO_VARIANTS:
-        ratio = 0
-    return f"{variant}-r{format_ratio(ratio)}-s{int(seed)}"
+def run_name(spec: str, seed: int) -> str:
+    """`run_name('diffaug-r3', 0) == 'diffaug-r3-s0'`; `run_name('none', 1) == 'none-s1'`."""
+    parse_run_spec(spec)  # raises on a malformed spec
+    return f"{spec}-s{int(seed)}"
 
 
 def planned_runs(cfg: TrainSegmenterConfig) -> list[PlannedRun]:
     """Every run the params ask for (runs × seeds), in params order."""
     out = []
     for spec in cfg.runs:
-        variant, ratio = parse_run_spec(spec)
+        variant, ratio = parse_run_spec(spec, cfg.synthetic_ratio)
         for seed in cfg.seeds:
-            out.append(PlannedRun(variant, ratio, seed, run_name(variant, ratio, seed)))
+            out.append(PlannedRun(variant, ratio, seed, run_name(spec, seed), run_group(spec)))
     return out
