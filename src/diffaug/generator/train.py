@@ -47,6 +47,7 @@ from diffaug.generator.models import (
     to_model_space,
 )
 from diffaug.generator.prompts import caption_for, generic_prompt
+from diffaug.progress import track
 from diffaug.runtime import Runtime
 
 PHASES = ("vae", "pretrain", "finetune")
@@ -265,7 +266,8 @@ class _Trainer:
         offset = self._global_step_offset(phase)
         acc_steps = pc.accumulation
         window: dict[str, list[float]] = {}
-        for step in range(start, steps):
+        todo = range(start, steps)
+        for step in (track(todo, f"finetune_generator: {phase}") if self.acc.is_main_process else todo):
             if self.stop_after is not None and self.steps_run >= self.stop_after:
                 raise _Stopped
             opt.zero_grad(set_to_none=True)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from diffaug.errors import InputError
+from diffaug.progress import track
 from diffaug.runtime import Runtime
 from diffaug.segmenter.augment import augment_batch, build_standard_transform
 from diffaug.segmenter.config import RATIO_VARIANTS, VARIANTS, TrainSegmenterConfig
@@ -147,7 +148,7 @@ def train_segmenter(
         live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
     history: list[dict[str, float]] = []
     net.train()
-    for epoch, batches in enumerate(plan):
+    for epoch, batches in enumerate(track(plan, f"train_segmenter: {variant} (passes over the real set)")):
         losses, dices = [], []
         for b in batches:
             xb, yb = x_real[b.real], y_real[b.real]
