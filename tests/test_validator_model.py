@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -39,6 +41,11 @@ def test_shapes_of_every_part():
     probs = net.codec.decode_probs(net.codec.encode(torch.zeros(3, 32, 32, dtype=torch.long)))
     assert probs.shape == (3, 2, 32, 32)
     assert torch.allclose(probs.sum(1), torch.ones(3, 32, 32), atol=1e-5)
+    # a U-shaped V_psi (vision_levels > 1) keeps latent resolution, also for odd latent sizes
+    deep = _net(vision_levels=3)
+    assert len(deep.vision.down) == 2
+    assert deep.condition(z_a).shape == (3, 4, 16, 16)
+    assert deep.vision(torch.randn(2, 4, 9, 9)).shape == (2, 16, 9, 9)
 
 
 def test_single_step_estimate_inverts_forward_process():
@@ -128,3 +135,21 @@ def test_iou_and_dice_values():
     c[0, 0, 0], d[0, 3, 3] = 2, 2  # cup class disagrees completely
     assert mask_iou(c, d, 2)[0] == pytest.approx((7 / 8 + 0) / 2)
     assert mask_iou(c, d, 2, "union")[0] == pytest.approx(8 / 9)
+
+
+def test_predict_in_half_precision_matches_float32():
+    """The gate runs the validator in base.dtype (float16 on GPUs): z_a and the noise must be cast to
+    the network's dtype (a dtype mismatch used to raise here)."""
+    vae = tiny_vae()
+    net = _net().eval()
+    images = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    ref = Validator(net, vae).predict_proba(images)
+    try:
+        half = Validator(copy.deepcopy(net).half(), copy.deepcopy(vae), dtype=torch.float16)
+        out = half.predict_proba(images)
+        it = half.predict(images, mode="iterative", steps=2)
+    except NotImplementedError as exc:  # an old CPU build without float16 kernels
+        pytest.skip(f"no float16 kernels on this device: {exc}")
+    assert out.dtype == torch.float32 and out.shape == ref.shape
+    assert (out - ref).abs().max() < 0.05
+    assert it.shape == (2, 32, 32)

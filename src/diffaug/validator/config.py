@@ -33,6 +33,7 @@ class TrainValidatorConfig(Section):
     # --- network (eq. 9, 13 and the denoiser) ---
     vision_channels: int = Field(32, ge=1)  # width of the trainable vision encoder V_psi (eq. 9)
     vision_blocks: int = Field(2, ge=1)  # residual blocks in V_psi
+    vision_levels: int = Field(1, ge=1)  # resolution levels of V_psi (U-shaped; > 1 widens its receptive field)
     fused_channels: int = Field(8, ge=1)  # channels of f_fused after the 1x1 projections (eq. 13)
     unet_block_out_channels: list[int] = Field(default_factory=lambda: [32, 64, 64], min_length=1)  # denoiser U-Net widths
     unet_layers_per_block: int = Field(1, ge=1)  # resnets per denoiser level
@@ -52,7 +53,7 @@ class TrainValidatorConfig(Section):
     # What the denoiser U-Net outputs; both give eps_hat_seg for eq. 11/12. "epsilon" is the paper's;
     # "v_prediction" (diffusers/SD2 v-parameterisation) is well conditioned at the single-step timestep.
     prediction_type: Literal["epsilon", "v_prediction"] = "v_prediction"
-    single_step_fraction: float = Field(0.5, ge=0, le=1)  # share of training samples drawn at that timestep
+    single_step_fraction: float = Field(0.5, ge=0, le=1)  # share of training samples drawn at that timestep (see docs)
 
     # --- objective eq. 12 (the paper gives no values for the lambdas) ---
     lambda_latent: float = Field(1.0, ge=0)  # weight of |z0 - z0_hat|_1 (eq. 11 estimate)

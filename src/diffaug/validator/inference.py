@@ -44,7 +44,9 @@ class Validator:
     def __init__(self, net: ValidatorNet, vae, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> None:
         self.device = torch.device(device)
         self.dtype = dtype
-        self.net = net.to(self.device).eval()
+        # the whole validator runs in `dtype` (the gate's base.dtype); eq. 11 itself is evaluated in
+        # float32 below, since it divides by sqrt(abar_ts) ~ 0.07 and would amplify half-precision error
+        self.net = net.to(self.device, dtype).eval()
         self.vae = vae.to(self.device).eval()
         if self.vae.dtype != dtype:
             self.vae = self.vae.to(dtype=dtype)
@@ -64,15 +66,15 @@ class Validator:
     def latents_single_step(self, f_fused: torch.Tensor, z_T: torch.Tensor) -> torch.Tensor:
         t = torch.full((len(z_T),), self.t_single, dtype=torch.long, device=self.device)
         eps = self.net.denoise(f_fused, z_T, t)
-        return single_step_estimate(z_T, eps, self.ddpm.alphas_cumprod[self.t_single].to(self.device))
+        return single_step_estimate(z_T.float(), eps.float(), self.ddpm.alphas_cumprod[self.t_single].to(self.device))
 
     @torch.no_grad()
     def latents_iterative(self, f_fused: torch.Tensor, z_T: torch.Tensor, steps: int) -> torch.Tensor:
         self.ddim.set_timesteps(steps, device=self.device)
-        z, z0 = z_T, z_T
+        z = z0 = z_T.float()
         for t in self.ddim.timesteps:
-            eps = self.net.denoise(f_fused, z, t.expand(len(z)))
-            out = self.ddim.step(eps, t, z)
+            eps = self.net.denoise(f_fused, z.to(self.dtype), t.expand(len(z)))
+            out = self.ddim.step(eps.float(), t, z)  # the sampler's state stays float32
             z, z0 = out.prev_sample, out.pred_original_sample
         return z0  # the last step's clean-latent estimate
 
@@ -84,16 +86,17 @@ class Validator:
         noise = self._noise(n, h, w, seed)
         out = []
         for i in range(0, n, batch_size):
-            za = z_a[i:i + batch_size].to(self.device)
+            # z_a (float32 from encode_images) and the float32 noise in the network's dtype (half on GPU)
+            za = z_a[i:i + batch_size].to(self.device, self.dtype)
             f = self.net.condition(za)
-            zT = noise[i:i + batch_size].to(self.device)
+            zT = noise[i:i + batch_size].to(self.device, self.dtype)
             z0 = self.latents_single_step(f, zT) if mode == "single_step" else self.latents_iterative(f, zT, steps)
             out.append(z0.float().cpu())
         return torch.cat(out) if out else torch.zeros(0, self.config.mask_latent_channels, h, w)
 
     @torch.no_grad()
     def decode_probs(self, z0: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-        return torch.cat([self.codec.decode_probs(z0[i:i + batch_size].to(self.device)).float().cpu()
+        return torch.cat([self.codec.decode_probs(z0[i:i + batch_size].to(self.device, self.dtype)).float().cpu()
                           for i in range(0, len(z0), batch_size)])
 
     @torch.no_grad()

@@ -41,6 +41,7 @@ class ValidatorModelConfig:
     codec_scale: float = 1.0  # learned codec's latent normalisation (1 / std on the training masks)
     vision_channels: int = 32
     vision_blocks: int = 2
+    vision_levels: int = 1  # resolution levels of V_psi (1 = latent resolution only; older checkpoints)
     fused_channels: int = 8
     unet_block_out_channels: list[int] = field(default_factory=lambda: [32, 64])
     unet_layers_per_block: int = 1
@@ -72,15 +73,39 @@ class ResBlock(nn.Module):
 
 
 class VisionEncoder(nn.Module):
-    """V_psi of eq. 9: adapts the frozen VAE latent to segmentation features at latent resolution."""
+    """V_psi of eq. 9: adapts the frozen VAE latent to segmentation features at latent resolution.
 
-    def __init__(self, in_channels: int, channels: int, blocks: int, groups: int) -> None:
+    (N, c, h, w) -> conv stem + `blocks` residual blocks at (h, w) -> with `levels` > 1, a small
+    U-shape: each extra level halves (h, w) (stride-2 conv + residual block), then the features
+    are upsampled back and added to the skip of the level above (residual block) -> (N, V, h, w).
+    The extra levels widen the receptive field: a lesion is told from a fold by its surroundings,
+    which a few 3x3 convolutions at latent resolution do not see.
+    """
+
+    def __init__(self, in_channels: int, channels: int, blocks: int, groups: int, levels: int = 1) -> None:
         super().__init__()
         self.stem = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.blocks = nn.Sequential(*[ResBlock(channels, groups) for _ in range(blocks)])
+        self.down = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(channels, channels, 3, stride=2, padding=1), ResBlock(channels, groups))
+            for _ in range(levels - 1)
+        )
+        self.up = nn.ModuleList(
+            nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels, channels, 3, padding=1))
+            for _ in range(levels - 1)
+        )
+        self.merge = nn.ModuleList(ResBlock(channels, groups) for _ in range(levels - 1))
 
     def forward(self, z_a: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.stem(z_a))
+        h = self.blocks(self.stem(z_a))
+        skips = []
+        for down in self.down:  # (h, w) -> (h/2, w/2) -> ...
+            skips.append(h)
+            h = down(h)
+        for up, merge in zip(self.up, self.merge):  # ... back to (h, w), adding each level's skip
+            skip = skips.pop()
+            h = merge(up(h)[..., : skip.shape[-2], : skip.shape[-1]] + skip)
+        return h
 
 
 class Fusion(nn.Module):
@@ -106,7 +131,8 @@ class ValidatorNet(nn.Module):
 
         self.config = config
         c = config
-        self.vision = VisionEncoder(c.latent_channels, c.vision_channels, c.vision_blocks, c.norm_num_groups)
+        self.vision = VisionEncoder(c.latent_channels, c.vision_channels, c.vision_blocks, c.norm_num_groups,
+                                    c.vision_levels)
         self.fusion = Fusion(c.latent_channels, c.vision_channels, c.fused_channels)
         levels = len(c.unet_block_out_channels)
         down = ["DownBlock2D"] * levels

@@ -60,7 +60,7 @@ def model_config_from(cfg: TrainValidatorConfig, vae, num_classes: int) -> Valid
         num_classes=num_classes, mask_codec=cfg.mask_codec,
         mask_latent_channels=int(vae.config.latent_channels) if vae_codec else cfg.mask_latent_channels,
         codec_channels=list(cfg.codec_channels), vision_channels=cfg.vision_channels,
-        vision_blocks=cfg.vision_blocks, fused_channels=cfg.fused_channels,
+        vision_blocks=cfg.vision_blocks, vision_levels=cfg.vision_levels, fused_channels=cfg.fused_channels,
         unet_block_out_channels=list(cfg.unet_block_out_channels), unet_layers_per_block=cfg.unet_layers_per_block,
         unet_attention=cfg.unet_attention, norm_num_groups=cfg.norm_num_groups,
         num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
