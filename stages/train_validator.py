@@ -3,7 +3,7 @@
 Reads the real training split (data/prepared/), the generator's frozen VAE (data/generator/vae)
 and its U-Net (data/generator/unet, to initialise the denoiser's encoder). Holds out a validation
 part, trains with the objective of eq. 12 (resumable checkpoints in data/checkpoints/train_validator/),
-and writes data/validator/ (model.safetensors + config.json), dvclive curves in data/validator_live/
+and writes data/validator/ (model.safetensors + config.json), dvclive curves in --live (plots/train_validator/ in dvc.yaml)
 and metrics/train_validator.json (validation Dice/IoU single-step and iterative, speed ratio).
 """
 
@@ -23,7 +23,7 @@ def main(
     generator: Path = typer.Option("data/generator", help="generator folder (vae/, unet/)"),
     out: Path = typer.Option("data/validator", help="output folder for the trained validator"),
     checkpoints: Path = typer.Option("data/checkpoints/train_validator", help="resumable checkpoints"),
-    live_dir: Path = typer.Option("data/validator_live", "--live", help="dvclive folder (training curves)"),
+    live_dir: Path = typer.Option("plots/train_validator", "--live", help="dvclive folder (training curves)"),
     metrics: Path = typer.Option("metrics/train_validator.json", help="metrics JSON"),
 ) -> None:
     import shutil

@@ -100,9 +100,17 @@ def run_gate(raw_dir: str | Path, validator, cfg: GateConfig, seed: int = 0,
         log.warning("gate: %s has no generated samples; writing empty accepted/rejected sets", raw_dir)
         pred, seconds = samples["masks"].copy(), 0.0
     else:
+        # chunks of a few batches so a long set shows progress; chunk k draws its noise from seed + k
+        from diffaug.progress import track
+
+        chunk = cfg.batch_size * 8
+        starts = range(0, n, chunk)
         t0 = time.perf_counter()
-        pred = validator.predict(samples["images"], mode=cfg.mode, steps=cfg.iterative_steps, seed=seed,
-                                 batch_size=cfg.batch_size)
+        pred = np.concatenate([
+            validator.predict(samples["images"][i : i + chunk], mode=cfg.mode, steps=cfg.iterative_steps,
+                              seed=seed + k, batch_size=cfg.batch_size)
+            for k, i in enumerate(track(starts, "gate: validating samples"))
+        ])
         seconds = time.perf_counter() - t0
     iou = mask_iou(pred, samples["masks"], num_classes, cfg.class_combine) if n else np.zeros(0)
     accepted = iou > cfg.threshold if cfg.enabled else np.ones(n, dtype=bool)
