@@ -31,7 +31,6 @@ from diffaug.generator.models import (
     Generator,
     decode_latents,
     encode_latents,
-    inpaint_input,
     latent_mask,
     masked_image,
     to_model_space,

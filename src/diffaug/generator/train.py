@@ -47,6 +47,7 @@ from diffaug.generator.models import (
     to_model_space,
 )
 from diffaug.generator.prompts import caption_for, generic_prompt
+from diffaug.generator.train_parts import VAETrainStep, flip_fixed, flip_random, lr_lambda, truncate_live
 from diffaug.progress import track
 from diffaug.runtime import Runtime
 
@@ -54,7 +55,8 @@ PHASES = ("vae", "pretrain", "finetune")
 # the code a checkpoint depends on (= the code deps of the finetune_generator stage in dvc.yaml)
 TRAINING_MODULES = tuple(
     f"diffaug.generator.{m}"
-    for m in ("config", "models", "text", "prompts", "losses", "checkpoint", "train", "train_data", "finetune")
+    for m in ("config", "models", "text", "prompts", "losses", "checkpoint", "train", "train_parts", "train_data",
+              "finetune")
 ) + ("diffaug.data.prepared", "diffaug.data.stats")
 
 
@@ -83,19 +85,6 @@ class TrainResult:
 
 class _Stopped(Exception):
     """Raised when `stop_after` optimizer steps ran (simulates a killed run in tests)."""
-
-
-def _lr_lambda(pcfg: Any) -> Callable[[int], float]:
-    """Linear warmup, then cosine decay from 1 to min_lr_ratio."""
-
-    def f(step: int) -> float:
-        if pcfg.warmup_steps and step < pcfg.warmup_steps:
-            return (step + 1) / pcfg.warmup_steps
-        span = max(1, pcfg.steps - pcfg.warmup_steps)
-        prog = min(1.0, (step - pcfg.warmup_steps) / span)
-        return pcfg.min_lr_ratio + (1 - pcfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * prog))
-
-    return f
 
 
 class _Trainer:
@@ -158,7 +147,7 @@ class _Trainer:
         pc = self.cfg.vae_phase
         idx = self._draw_index(len(self.data.frames), pc.batch_size, g)
         flips = self._rank_slice(torch.rand(pc.batch_size * self.acc.num_processes, 2, generator=g), pc.batch_size)
-        x = _flip(self._batch_images(self.data.frames, idx), flips)
+        x = flip_random(self._batch_images(self.data.frames, idx), flips)
         rec, kl = vae(x, g)
         loss, parts = vae_loss(x, rec, kl, pc.kl_weight, pc.l2_weight)
         if self.disc is not None and step >= pc.disc_start:
@@ -186,8 +175,8 @@ class _Trainer:
             zs, zms, ms = [], [], []
             masks = torch.as_tensor(self.data.lesion_masks).float()[:, None]
             for flip in ((False, False), (True, False), (False, True), (True, True)):
-                x = _flip_fixed(to_model_space(self.data.lesion_images), *flip)
-                m = _flip_fixed(masks, *flip)
+                x = flip_fixed(to_model_space(self.data.lesion_images), *flip)
+                m = flip_fixed(masks, *flip)
                 zs.append(self._encode_all_t(x))
                 zms.append(self._encode_all_t(masked_image(x, m)))
                 ms.append(latent_mask(m, self.factor))
@@ -250,7 +239,7 @@ class _Trainer:
         model.train().requires_grad_(True)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=pc.lr, betas=(0.9, 0.999), weight_decay=pc.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(pc))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(pc))
         if self.disc is not None and phase == "vae":
             self.disc_opt = torch.optim.AdamW(self.disc.parameters(), lr=pc.disc_lr, betas=(0.5, 0.9))
         wrapped, opt = self.acc.prepare(model, opt)
@@ -354,7 +343,7 @@ class _Trainer:
         if live_dir is not None and self.acc.is_main_process:
             from dvclive import Live
 
-            _truncate_live(live_dir, resumed_from)
+            truncate_live(live_dir, resumed_from)
             self.live = Live(dir=str(live_dir), resume=ck is not None, save_dvc_exp=False, dvcyaml=None, report=None)
         try:
             start_i = PHASES.index(phase) if phase in PHASES else len(PHASES)
@@ -363,7 +352,7 @@ class _Trainer:
                     continue
                 r = resume if ph == phase else None
                 if ph == "vae":
-                    self._run_phase("vae", _VAETrainStep(self.gen.vae), self._vae_step, r)
+                    self._run_phase("vae", VAETrainStep(self.gen.vae), self._vae_step, r)
                     if self.cfg.backbone == "tiny":
                         self._set_scaling_factor()
                         self._save(("pretrain", 0), {})
@@ -417,20 +406,6 @@ class _Trainer:
         }
 
 
-class _VAETrainStep(torch.nn.Module):
-    """encode -> sample -> decode in one forward, so DDP (several GPUs) wraps one call and syncs
-    the VAE's gradients. Returns the reconstruction (B, 3, H, W) and the per-sample KL (B,)."""
-
-    def __init__(self, vae: Any) -> None:
-        super().__init__()
-        self.vae = vae
-
-    def forward(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        post = self.vae.encode(x).latent_dist
-        rec = self.vae.decode(post.sample(generator=generator)).sample
-        return rec, post.kl()
-
-
 def _next_phase(phase: str) -> str:
     i = PHASES.index(phase)
     return PHASES[i + 1] if i + 1 < len(PHASES) else "done"
@@ -441,36 +416,6 @@ def _is_number(v: Any) -> bool:
         return v is not None and not math.isnan(float(v))
     except (TypeError, ValueError):
         return False
-
-
-def _flip(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Per-sample random horizontal/vertical flips (u: (B, 2) uniform draws)."""
-    h = (u[:, 0] < 0.5).to(x.device).view(-1, 1, 1, 1)
-    v = (u[:, 1] < 0.5).to(x.device).view(-1, 1, 1, 1)
-    x = torch.where(h, x.flip(-1), x)
-    return torch.where(v, x.flip(-2), x)
-
-
-def _flip_fixed(x: torch.Tensor, h: bool, v: bool) -> torch.Tensor:
-    if h:
-        x = x.flip(-1)
-    if v:
-        x = x.flip(-2)
-    return x
-
-
-def _truncate_live(live_dir: Path, step: int) -> None:
-    """Drop logged rows after the resumed step (they belong to the lost, un-checkpointed steps)."""
-    for tsv in Path(live_dir).glob("plots/metrics/**/*.tsv"):
-        lines = tsv.read_text().splitlines()
-        if not lines:
-            continue
-        header, rows = lines[0], lines[1:]
-        col = header.split("\t").index("step") if "step" in header.split("\t") else None
-        if col is None:
-            continue
-        keep = [r for r in rows if int(float(r.split("\t")[col])) <= step]
-        tsv.write_text("\n".join([header, *keep]) + "\n")
 
 
 def finetune_generator(
