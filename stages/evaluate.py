@@ -30,8 +30,6 @@ def main(
     out: Path = typer.Option(Path("data/evaluate"), "--out", help="folder for tables, plots, overlays, report.md"),
     metrics: Path = typer.Option(Path("metrics/evaluate.json"), "--metrics", help="metrics JSON to write"),
 ) -> None:
-    from rich import print as rprint
-
     from diffaug.config import BaseConfig, load_section
     from diffaug.evaluation.config import EvaluateConfig
     from diffaug.evaluation.pipeline import run_evaluate
@@ -47,7 +45,7 @@ def main(
             dice = block["dice_mean"]
             std = block["dice_std"]
             fnr = block.get("fnr_small")
-            rprint(
+            typer.echo(
                 f"evaluate: {name:<14} Dice {dice if dice is None else f'{dice:.3f}'}"
                 f"{'' if std is None else f' ± {std:.3f}'}  small-lesion FNR "
                 f"{'—' if fnr is None else f'{fnr:.3f}'} (n={block.get('n_small')})"
@@ -55,5 +53,5 @@ def main(
     for name, res in result.get("significance", {}).items():
         p = res.get("p_value")
         d = res.get("mean_diff")
-        rprint(f"evaluate: {name}: ΔDice {'—' if d is None else f'{d:+.3f}'}, p = {'—' if p is None else f'{p:.2g}'} ({res.get('status')})")
-    rprint(f"evaluate: report → {out / 'report.md'}")
+        typer.echo(f"evaluate: {name}: ΔDice {'—' if d is None else f'{d:+.3f}'}, p = {'—' if p is None else f'{p:.2g}'} ({res.get('status')})")
+    typer.echo(f"evaluate: report → {out / 'report.md'}")
