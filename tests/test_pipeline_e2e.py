@@ -81,6 +81,11 @@ def test_second_repro_does_nothing(pipeline):
     assert "Running stage" not in proc.stdout
 
 
+def _stages_ran(log: str) -> set[str]:
+    """Stage names in a `dvc repro` / `dvc exp run` log (matrix entries by stage name)."""
+    return {line.split("'")[1].split("@")[0] for line in log.splitlines() if line.startswith("Running stage")}
+
+
 def _would_run(repo, section: str, key: str, value) -> set[str]:
     """Stages `dvc repro --dry` lists after one param change (matrix entries by stage name)."""
     path = repo / "params.yaml"
@@ -91,7 +96,7 @@ def _would_run(repo, section: str, key: str, value) -> set[str]:
         proc = run(["dvc", "repro", "--dry"], repo)
     finally:
         run(["git", "checkout", "--", "params.yaml"], repo)
-    return {line.split("'")[1].split("@")[0] for line in proc.stdout.splitlines() if line.startswith("Running stage")}
+    return _stages_ran(proc.stdout)
 
 
 def test_changed_param_reruns_only_its_readers(pipeline):
@@ -127,7 +132,7 @@ def test_exp_run_with_a_changed_param_moves_the_metric(pipeline):
     before = json.loads((repo / "metrics" / "gate.json").read_text())["acceptance_rate"]
     # the table-6 ablation "without validation": the gate accepts every sample
     proc = run(["dvc", "exp", "run", "-n", "no-gate", "-S", "gate.enabled=false"], repo, timeout=900)
-    ran = {line.split("'")[1].split("@")[0] for line in proc.stdout.splitlines() if line.startswith("Running stage")}
+    ran = _stages_ran(proc.stdout)
     assert ran == {"gate", "train_segmenter", "evaluate", "benchmark"}, ran
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
     rates = _exp_metric(shown, "metrics/gate.json", "acceptance_rate")
