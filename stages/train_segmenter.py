@@ -1,7 +1,9 @@
 """Train one downstream segmenter: an augmentation variant × synthetic ratio × seed.
 
 Reads params.yaml (base, train_segmenter), --prepared (train.npz, fingerprint.json) and, for the
-`diffaug` variant, --gated (accepted.npz + accepted.csv with the gate's IoU). --run is a run spec
+`diffaug` variant, --gated (accepted.npz + accepted.csv with the gate's IoU); with
+train_segmenter.architecture latent, also --generator (its VAE) and --validator (the trained
+validator whose network becomes the segmenter). --run is a run spec
 from train_segmenter.runs (none, standard, copypaste, diffaug: ratio from
 train_segmenter.synthetic_ratio; or with its own ratio, e.g. diffaug-r3) and --seed one of
 train_segmenter.seeds; dvc.yaml's matrix runs every pair. Writes --out
@@ -27,6 +29,8 @@ def main(
     seed: int = typer.Option(0, "--seed", min=0, help="training seed of this run (one of train_segmenter.seeds)"),
     prepared: Path = typer.Option(Path("data/prepared"), "--prepared", help="prepared-data folder (train.npz, fingerprint.json)"),
     gated: Path = typer.Option(Path("data/synthetic/gated"), "--gated", help="gate output (accepted.npz, accepted.csv); read by diffaug only"),
+    generator: Path = typer.Option(Path("data/generator"), "--generator", help="generator folder (vae/, unet/); read by architecture latent only"),
+    validator: Path = typer.Option(Path("data/validator"), "--validator", help="trained validator; read by architecture latent only"),
     out: Path = typer.Option(None, "--out", help="run folder to write; default data/segmenters/<spec>-s<seed>"),
     live: Path = typer.Option(None, "--live", help="dvclive curves folder; default <out>/live"),
     metrics: Path = typer.Option(None, "--metrics", help="metrics JSON; default metrics/train_segmenter/<run name>.json"),
@@ -46,7 +50,7 @@ def main(
     name = run_name(run, seed)
     out = out or Path("data/segmenters") / name
     metrics = metrics or Path("metrics/train_segmenter") / f"{name}.json"
-    summary = run_training(cfg, base, run, seed, prepared, gated, out, metrics, live)
+    summary = run_training(cfg, base, run, seed, prepared, gated, out, metrics, live, generator, validator)
     warn = f" (warning: {'; '.join(summary['warnings'])})" if summary["warnings"] else ""
     typer.echo(
         f"train_segmenter: {name} → {out}: {summary['n_real']} real + {summary['n_extra']} extra pairs, "

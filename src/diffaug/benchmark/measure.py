@@ -163,6 +163,14 @@ def _timed_call(fn: Callable[[], Any], device: torch.device, sample_interval_s: 
     return elapsed, sampler.peak_delta_bytes
 
 
+def _time_only(fn: Callable[[], Any], device: torch.device) -> tuple[float, int]:
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t0, 0
+
+
 def measure_many(
     fns: dict[str, Callable[[], Any]],
     *,
@@ -173,12 +181,14 @@ def measure_many(
     min_time_s: float = 0.0,
     max_rounds: int = 50,
     sample_interval_s: float = 0.005,
+    memory: bool = True,
 ) -> dict[str, Measurement]:
     """Time several callables that each process `items` samples per call, INTERLEAVED
     (a b a b ...) so that a burst of load from other processes hits all of them alike: the
     ratios between them stay meaningful on a shared machine. At least `repeats` rounds, and more
     (up to `max_rounds`) until every callable has run for `min_time_s` in total, so that short
-    calls get enough samples for a stable median. Runs under `torch.inference_mode()`."""
+    calls get enough samples for a stable median. Runs under `torch.inference_mode()`.
+    `memory=False` times only (no RSS sampling thread competing for the CPU; peak_mem_mb 0)."""
     if items < 1 or repeats < 1 or warmup < 0:
         raise ValueError("measure: items and repeats must be >= 1, warmup >= 0")
     device = torch.device(device)
@@ -191,7 +201,7 @@ def measure_many(
         rounds = 0
         while rounds < repeats or (rounds < max_rounds and min(sum(t) for t in times.values()) < min_time_s):
             for name, fn in fns.items():
-                elapsed, peak = _timed_call(fn, device, sample_interval_s)
+                elapsed, peak = _timed_call(fn, device, sample_interval_s) if memory else _time_only(fn, device)
                 times[name].append(elapsed)
                 peaks[name] = max(peaks[name], peak)
             rounds += 1

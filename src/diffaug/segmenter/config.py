@@ -106,6 +106,20 @@ class CopyPasteConfig(Section):
         return self
 
 
+class LatentSegmenterConfig(Section):
+    """`architecture: latent`: the validator's network trained as the segmenter (eq. 10–12 objective).
+    Its sizes and mask codec come from the trained validator (data/validator/config.json)."""
+
+    # scratch: fresh V_psi, psi and denoiser (encoder copied from the generator U-Net), as the paper
+    # trains its segmenter; validator: start from the trained validator's weights (fine-tuning)
+    init: Literal["scratch", "validator"] = "scratch"
+    lr: float = Field(1e-3, gt=0)  # AdamW peak lr (train_validator's; the U-Net's `lr` is not used)
+    single_step_fraction: float = Field(0.5, ge=0, le=1)  # share of samples at the single-step timestep
+    lambda_latent: float = Field(1.0, ge=0)  # eq. 12 weight of |z0 - z0_hat|_1
+    lambda_dice: float = Field(1.0, ge=0)  # eq. 12 weight of the Dice term
+    noise_seed: int = Field(0, ge=0)  # seed of the fixed z_T of single-step inference
+
+
 class TrainSegmenterConfig(Section):
     """`train_segmenter`: downstream segmenters over augmentation variants × ratios × seeds."""
 
@@ -116,7 +130,9 @@ class TrainSegmenterConfig(Section):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)  # >= 5 for the full comparison (params/full_comparison.yaml)
 
     # --- network ---
-    architecture: Literal["unet"] = "unet"  # MONAI residual U-Net (the paper's U-Net baseline)
+    # unet: MONAI residual U-Net (the baseline); latent: the validator's latent single-step network
+    # (the paper's own segmenter; needs data/generator and data/validator, see `latent` below)
+    architecture: Literal["unet", "latent"] = "unet"
     channels: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=2)  # MONAI UNet widths per level
     num_res_units: int = Field(0, ge=0)  # residual units per MONAI UNet level
 
@@ -143,6 +159,7 @@ class TrainSegmenterConfig(Section):
 
     augment: StandardAugmentConfig = Field(default_factory=StandardAugmentConfig)
     copypaste: CopyPasteConfig = Field(default_factory=CopyPasteConfig)
+    latent: LatentSegmenterConfig = Field(default_factory=LatentSegmenterConfig)
 
     # --- logging / inference ---
     log_every: int = Field(1, ge=1)  # epochs between dvclive points

@@ -27,13 +27,14 @@ WEIGHTS_NAME = "model.safetensors"
 class SegmenterSpec:
     """Everything needed to rebuild the network and feed it images the way it was trained."""
 
-    architecture: str  # "unet" (MONAI UNet)
+    architecture: str  # "unet" (MONAI UNet) | "latent" (the validator's latent single-step network)
     num_classes: int  # output channels incl. background (polyp 2; fundus 3)
     image_size: int  # training resolution (square); other sizes are resized to it and back
     channels: list[int] = field(default_factory=lambda: [16, 32, 64])  # MONAI UNet widths
     num_res_units: int = 0
     mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])  # per-channel stats of the real train images, [0, 1] scale
     std: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])
+    latent: dict[str, Any] | None = None  # latent only: {"vae": VAE config, "validator": its config, "noise_seed"}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SegmenterSpec:
@@ -42,7 +43,15 @@ class SegmenterSpec:
 
 
 def build_network(spec: SegmenterSpec) -> nn.Module:
-    """The `unet` baseline: MONAI's residual U-Net (Kerfoot et al.), one stride-2 level per width."""
+    """`unet`: MONAI's residual U-Net (Kerfoot et al.), one stride-2 level per width (the baseline).
+    `latent`: the validator's latent single-step network (`diffaug.segmenter.latent`), rebuilt from
+    the VAE and validator configs the spec carries; its input is the image in [-1, 1]."""
+    if spec.architecture == "latent":
+        from diffaug.segmenter.latent import LatentSegmenterNet
+
+        if not spec.latent:
+            raise InputError(f"latent segmenter without its 'latent' spec in {CONFIG_NAME}; retrain the run")
+        return LatentSegmenterNet(spec.latent["vae"], spec.latent["validator"], spec.latent.get("noise_seed", 0))
     if spec.architecture != "unet":
         raise InputError(f"unknown segmenter architecture '{spec.architecture}' in {CONFIG_NAME}; retrain the run")
     from monai.networks.nets import UNet

@@ -19,11 +19,14 @@ METRIC_KEYS = ("loss_first", "loss_last", "train_dice_last", "seconds", "steps",
 def run_training(
     cfg: TrainSegmenterConfig, base: BaseConfig, spec: str, seed: int,
     prepared_dir: str | Path, gated_dir: str | Path, out_dir: str | Path, metrics_path: str | Path,
-    live_dir: str | Path | None = None,
+    live_dir: str | Path | None = None, generator_dir: str | Path = "data/generator",
+    validator_dir: str | Path = "data/validator",
 ) -> dict[str, Any]:
     """Train run spec `spec` (e.g. `diffaug`, `diffaug-r3`) with `seed`; write out_dir (atomically)
     and the metrics JSON. The dvclive curves go to `live_dir` (default `out_dir/live`), moved
-    there only once training has finished."""
+    there only once training has finished. `architecture: latent` also reads the generator's VAE
+    (and U-Net, for `latent.init: scratch`) from generator_dir and the trained validator from
+    validator_dir; the U-Net reads neither."""
     from diffaug.runtime import resolve_runtime
     from diffaug.segmenter.data import load_accepted, load_real
     from diffaug.segmenter.models import save_segmenter
@@ -33,10 +36,11 @@ def run_training(
     runtime = resolve_runtime(base)
     real, num_classes = load_real(prepared_dir)
     synthetic = load_accepted(gated_dir, real.images.shape[1:3]) if variant == "diffaug" else None
+    latent_parts = load_latent_parts(cfg, generator_dir, validator_dir) if cfg.architecture == "latent" else None
     name = run_name(spec, seed)
     with atomic_dir(out_dir) as tmp:
         result = train_segmenter(real, num_classes, cfg, variant, ratio, seed, runtime,
-                                 synthetic=synthetic, live_dir=tmp / "live")
+                                 synthetic=synthetic, live_dir=tmp / "live", latent_parts=latent_parts)
         meta = {
             "run": {"name": name, "spec": spec, "group": run_group(spec), "variant": variant,
                     "ratio": float(ratio), "seed": int(seed), "base_seed": base.seed},
@@ -51,3 +55,13 @@ def run_training(
             shutil.rmtree(tmp / "live")
     write_json(metrics_path, {"ratio": float(ratio)} | {k: result.summary[k] for k in METRIC_KEYS} | {"n_warnings": len(result.summary["warnings"])})
     return result.summary
+
+
+def load_latent_parts(cfg: TrainSegmenterConfig, generator_dir: str | Path, validator_dir: str | Path):
+    """The generator VAE (+ U-Net state for `latent.init: scratch`) and the trained validator."""
+    from diffaug.segmenter.latent import LatentParts
+    from diffaug.validator.loading import load_generator_parts
+    from diffaug.validator.model import load_validator_net
+
+    vae, unet_state = load_generator_parts(generator_dir, need_unet=cfg.latent.init == "scratch")
+    return LatentParts(vae=vae, validator=load_validator_net(validator_dir, vae), unet_state=unet_state)

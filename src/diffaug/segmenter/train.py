@@ -24,6 +24,7 @@ from diffaug.segmenter.augment import augment_batch, build_standard_transform
 from diffaug.segmenter.config import RATIO_VARIANTS, VARIANTS, TrainSegmenterConfig
 from diffaug.segmenter.copypaste import make_copypaste_set
 from diffaug.segmenter.data import Pairs
+from diffaug.segmenter.latent import LatentParts, build_latent_network
 from diffaug.segmenter.mixing import exposure, extra_per_batch, training_plan
 from diffaug.segmenter.models import Segmenter, SegmenterSpec, build_network, normalise
 
@@ -100,8 +101,10 @@ def train_segmenter(
     runtime: Runtime,
     synthetic: Pairs | None = None,
     live_dir: str | Path | None = None,
+    latent_parts: LatentParts | None = None,
 ) -> TrainResult:
-    """Train one run and return the segmenter with a summary of what it saw and how it went."""
+    """Train one run and return the segmenter with a summary of what it saw and how it went.
+    `latent_parts` (the generator VAE, the trained validator) is needed for `architecture: latent`."""
     from accelerate import Accelerator
     from monai.losses import DiceLoss
 
@@ -119,8 +122,14 @@ def train_segmenter(
 
     x_real = torch.from_numpy(real.images).permute(0, 3, 1, 2).float().div_(255.0)  # (N, 3, H, W)
     y_real = torch.from_numpy(real.masks).long()  # (N, H, W)
-    mean = x_real.mean(dim=(0, 2, 3)).tolist()
-    std = x_real.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+    latent = cfg.architecture == "latent"
+    if latent and latent_parts is None:
+        raise InputError("train_segmenter.architecture latent needs the generator VAE and the trained validator")
+    if latent:  # the VAE's input range [-1, 1]
+        mean, std = [0.5] * 3, [0.5] * 3
+    else:
+        mean = x_real.mean(dim=(0, 2, 3)).tolist()
+        std = x_real.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
     spec = SegmenterSpec(cfg.architecture, num_classes, int(real.images.shape[1]), list(cfg.channels),
                          cfg.num_res_units, mean, std)
     if extra is not None:
@@ -130,13 +139,21 @@ def train_segmenter(
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(rng.integers(0, 2**63 - 1)))
-        net = build_network(spec)
+        if latent:
+            net = build_latent_network(latent_parts, cfg.latent.init, cfg.latent.noise_seed)
+            spec.latent = net.encoder_state()
+        else:
+            net = build_network(spec)
+    # timesteps and noise of the latent objective (eq. 10): one stream per run
+    noise_gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1))) if latent else None
+    params = net.trainable_parameters() if latent else list(net.parameters())
     plan = training_plan(n_real, n_extra, cfg.epochs, cfg.batch_size, cfg.synthetic_share, cfg.real_only_epochs, rng)
     total_steps = sum(len(b) for b in plan)
 
     accelerator = Accelerator(cpu=runtime.device.type != "cuda", mixed_precision=runtime.mixed_precision)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=cfg.lr_min)
+    lr = cfg.latent.lr if latent else cfg.lr
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=min(cfg.lr_min, lr))
     net, opt, sched = accelerator.prepare(net, opt, sched)
     dice_fn = DiceLoss(include_background=False, to_onehot_y=True, softmax=True, reduction="none")
     transform = build_standard_transform(cfg.augment) if variant != "none" else None
@@ -162,8 +179,13 @@ def train_segmenter(
             xb = normalise(xb, spec).to(accelerator.device)
             yb, wb = yb.long().to(accelerator.device), wb.to(accelerator.device)
             with accelerator.autocast():
-                logits = net(xb)
-            loss_each = per_sample_loss(logits.float(), yb, cfg.dice_weight, dice_fn)
+                if latent:  # eq. 12 per sample; the curve's Dice reads the decoded single-step estimate
+                    # through forward (not a method of the unwrapped net) so a DDP wrapper syncs gradients
+                    l_noise, l_latent, l_dice, logits = net(xb, yb, cfg.latent.single_step_fraction, noise_gen)
+                    loss_each = (l_noise + cfg.latent.lambda_latent * l_latent + cfg.latent.lambda_dice * l_dice).float()
+                else:
+                    logits = net(xb)
+                    loss_each = per_sample_loss(logits.float(), yb, cfg.dice_weight, dice_fn)
             loss = (loss_each * wb).sum() / wb.sum().clamp_min(1e-6)
             opt.zero_grad(set_to_none=True)
             accelerator.backward(loss)

@@ -7,7 +7,7 @@ small network from (mostly) scratch, so they use a larger lr and far fewer steps
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -72,7 +72,10 @@ class TrainValidatorConfig(Section):
     # --- evaluation ---
     iterative_steps: int = Field(20, ge=1)  # T of iterative DDIM sampling (ablation "without latent estimation"; paper 50)
     eval_batch_size: int = Field(32, ge=1)
-    speed_repeats: int = Field(3, ge=1)  # timed repeats (median) of single-step vs iterative
+    speed_repeats: int = Field(7, ge=1)  # interleaved timed rounds (median) of single-step vs iterative
+    # gate thresholds at which the validation frames' true masks (accepted?) and moved masks
+    # (rejected?) are reported (metrics disc_accept_right_<th>, disc_reject_moved_<th>)
+    report_thresholds: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=lambda: [0.3, 0.5, 0.7])
 
     @model_validator(mode="after")
     def _check(self) -> TrainValidatorConfig:

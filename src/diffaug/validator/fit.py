@@ -1,16 +1,17 @@
 """The `train_validator` stage as one library call: hold out a validation part of the real train
-split, train, then measure validation Dice/IoU (single-step and iterative) and the speed ratio.
+split, train, then measure validation Dice/IoU (single-step and iterative), how well the gate's
+IoU tells the held-out frames' true masks from moved ones, and the speed ratio.
 
 Speed (issue item 8): single-step and iterative T-step inference run side by side on the same
-network, the same batch of validation images and the same thread settings, after a warm-up; the
-median of `speed_repeats` timings is used. Two ratios are reported: `speed_ratio` (images in,
+network, the same batch of validation images and the same thread settings, after a warm-up,
+interleaved (one call of each path per round) so that load from other processes hits all alike;
+the median of `speed_repeats` rounds is used. Two ratios are reported: `speed_ratio` (images in,
 masks out: VAE encoding and mask decoding included, as the gate runs it) and `speed_ratio_latent`
 (from z_a to the mask latent: the network calls only). The goal is >= 0.9 * T.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass
 
@@ -43,43 +44,45 @@ def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray,
 
 
 def evaluate(validator: Validator, images: np.ndarray, masks: np.ndarray, steps: int, seed: int = 0,
-             batch_size: int = 32) -> dict:
-    """Mean Dice / IoU of single-step and iterative predictions against the true masks."""
+             batch_size: int = 32, thresholds: list[float] = (0.5, 0.7)) -> dict:
+    """Mean Dice / IoU of single-step and iterative predictions against the true masks, and how
+    well the single-step IoU tells the true masks from moved ones (`discrimination_metrics`)."""
+    from diffaug.validator.discrimination import discrimination_metrics
+
     out = {}
     for mode in ("single_step", "iterative"):
         pred = validator.predict(images, mode=mode, steps=steps, seed=seed, batch_size=batch_size)
         tag = "single" if mode == "single_step" else "iterative"
         out[f"val_dice_{tag}"] = float(mask_dice(pred, masks, validator.num_classes).mean())
         out[f"val_iou_{tag}"] = float(mask_iou(pred, masks, validator.num_classes).mean())
+        if mode == "single_step":
+            out |= discrimination_metrics(pred, masks, validator.num_classes, list(thresholds))
     return out
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up (allocations, lazy init)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def measure_speed(validator: Validator, images: np.ndarray, steps: int, repeats: int = 7) -> dict:
+    """Single-step vs iterative (T = steps) on one batch, measured side by side: the four paths are
+    timed interleaved (one call of each per round, `repeats` rounds after a warm-up) so a burst of
+    load from other processes hits them alike, and the median of each is used."""
+    from diffaug.benchmark.measure import measure_many
 
-
-def measure_speed(validator: Validator, images: np.ndarray, steps: int, repeats: int = 3) -> dict:
-    """Single-step vs iterative (T = steps) on one batch, measured side by side."""
     batch = images
     n = len(batch)
-    t_single = _median_time(lambda: validator.predict(batch, "single_step", batch_size=n), repeats)
-    t_iter = _median_time(lambda: validator.predict(batch, "iterative", steps=steps, batch_size=n), repeats)
     z_a = encode_images(validator.vae, batch, n, validator.device, validator.dtype)
-    l_single = _median_time(lambda: validator.predict_latents(z_a, "single_step", batch_size=n), repeats)
-    l_iter = _median_time(lambda: validator.predict_latents(z_a, "iterative", steps, batch_size=n), repeats)
+    m = measure_many({
+        "single": lambda: validator.predict(batch, "single_step", batch_size=n),
+        "iterative": lambda: validator.predict(batch, "iterative", steps=steps, batch_size=n),
+        "latent_single": lambda: validator.predict_latents(z_a, "single_step", batch_size=n),
+        "latent_iterative": lambda: validator.predict_latents(z_a, "iterative", steps, batch_size=n),
+    }, items=n, device=validator.device, warmup=1, repeats=repeats, memory=False)
+    t = {k: v.median_s for k, v in m.items()}
     return {
         "speed_batch": n,
         "speed_iterative_steps": steps,
-        "single_step_samples_per_s": n / t_single,
-        "iterative_samples_per_s": n / t_iter,
-        "speed_ratio": t_iter / t_single,
-        "speed_ratio_latent": l_iter / l_single,
+        "single_step_samples_per_s": n / t["single"],
+        "iterative_samples_per_s": n / t["iterative"],
+        "speed_ratio": t["iterative"] / t["single"],
+        "speed_ratio_latent": t["latent_iterative"] / t["latent_single"],
         "speed_ratio_goal": 0.9 * steps,
     }
 
@@ -96,7 +99,8 @@ def train_validator(train_images: np.ndarray, train_masks: np.ndarray, vae, cfg:
                               checkpoint_dir=checkpoint_dir, live=live)
     train_s = time.perf_counter() - t0
     validator = Validator(net, vae, device=device)
-    metrics = evaluate(validator, train_images[va], train_masks[va], cfg.iterative_steps, seed, cfg.eval_batch_size)
+    metrics = evaluate(validator, train_images[va], train_masks[va], cfg.iterative_steps, seed, cfg.eval_batch_size,
+                       cfg.report_thresholds)
     speed_imgs = train_images[va][: cfg.eval_batch_size]
     metrics |= measure_speed(validator, speed_imgs, cfg.iterative_steps, cfg.speed_repeats)
     validator.net.cpu()

@@ -33,8 +33,9 @@ from diffaug.io import atomic_dir
 from diffaug.progress import track
 from diffaug.validator.codec import VaeMaskCodec, one_hot, probs_to_masks
 from diffaug.validator.config import TrainValidatorConfig
-from diffaug.validator.inference import encode_images, images_to_tensor, single_step_estimate
+from diffaug.validator.inference import encode_images, images_to_tensor
 from diffaug.validator.metrics import mask_dice
+from diffaug.validator.objective import draw_timesteps, eq12_terms
 from diffaug.validator.model import (
     ValidatorModelConfig,
     ValidatorNet,
@@ -263,18 +264,12 @@ def train_network(images: np.ndarray, masks: np.ndarray, vae, cfg: TrainValidato
             idx = torch.randint(N, (cfg.batch_size,), generator=gen)
             var = torch.randint(V, (cfg.batch_size,), generator=gen)
             z_a, z0, m = cache.z_a[var, idx].to(dev), cache.z0[var, idx].to(dev), cache.masks[var, idx].to(dev)
-            at_single = torch.rand(cfg.batch_size, generator=gen) < cfg.single_step_fraction
-            t = torch.where(at_single, torch.full((cfg.batch_size,), t_s), torch.randint(T, (cfg.batch_size,), generator=gen)).to(dev)
+            t = draw_timesteps(cfg.batch_size, t_s, T, cfg.single_step_fraction, gen).to(dev)
             eps = torch.randn(z0.shape, generator=gen).to(dev)
-            ab = alphas[t].view(-1, 1, 1, 1)
-            z_t = ab.sqrt() * z0 + (1 - ab).sqrt() * eps  # eq. 10
             with accel.accumulate(net):
-                eps_hat = net(z_a, z_t, t)
-                z0_hat = single_step_estimate(z_t, eps_hat, alphas[t])  # eq. 11
-                l_noise = F.l1_loss(eps_hat, eps)
-                l_latent = F.l1_loss(z0_hat, z0)
-                l_dice = soft_dice_loss(codec.decode_probs(z0_hat), m, num_classes) if cfg.lambda_dice > 0 else z0.new_zeros(())
-                loss = l_noise + cfg.lambda_latent * l_latent + cfg.lambda_dice * l_dice  # eq. 12
+                terms = eq12_terms(net, codec, z_a, z0, m, t, eps, alphas, num_classes, with_dice=cfg.lambda_dice > 0)
+                l_noise, l_latent, l_dice = terms.noise.mean(), terms.latent.mean(), terms.dice.mean()
+                loss = terms.total(cfg.lambda_latent, cfg.lambda_dice).mean()  # eq. 12
                 accel.backward(loss)
                 opt.step()
                 opt.zero_grad()
