@@ -50,8 +50,10 @@ def run_training(
         }
         save_segmenter(tmp, result.segmenter.net, result.segmenter.spec, meta)
         if live_dir is not None:  # curves beside the other runs' (plots/train_segmenter/), not in the model folder
+            # without dvclive's summary metrics.json: it repeats metrics/train_segmenter/<run>.json and,
+            # not being a declared output, `dvc exp run` would warn about it for every new seed
             with atomic_dir(live_dir) as live_tmp:
-                shutil.copytree(tmp / "live", live_tmp, dirs_exist_ok=True)
+                shutil.copytree(tmp / "live", live_tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("metrics.json"))
             shutil.rmtree(tmp / "live")
     write_json(metrics_path, {"ratio": float(ratio)} | {k: result.summary[k] for k in METRIC_KEYS} | {"n_warnings": len(result.summary["warnings"])})
     return result.summary
