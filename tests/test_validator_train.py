@@ -35,6 +35,20 @@ def test_resume_gives_the_same_weights_and_loss_falls(tmp_path):
     assert a.keys() == b.keys()
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
+    # a resumed run, and a rerun on a finished checkpoint (nothing left to train), still draw the
+    # whole curve: the checkpoint carries every log point
+    from dvclive import Live
+
+    for name, ckpt in (("resumed", "c"), ("finished", "c")):
+        if name == "resumed":
+            train_network(images, masks, vae, cfg, 1, seed=3, checkpoint_dir=tmp_path / ckpt, max_steps=20)
+        with Live(dir=str(tmp_path / name), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+            train_network(images, masks, vae, cfg, 1, seed=3, checkpoint_dir=tmp_path / ckpt, live=live)
+        import pandas as pd
+
+        curve = pd.read_csv(tmp_path / name / "plots" / "metrics" / "train" / "loss.tsv", sep="\t")
+        assert curve["step"].tolist() == [5, 10, 15, 20, 25, 30], (name, curve)
+
     other = cfg.model_copy(update={"lr": 1e-3})  # other params: the checkpoint is not reused
     _, info_c = train_network(images, masks, vae, other, 1, seed=3, checkpoint_dir=tmp_path / "b", max_steps=0)
     assert info_c.resumed_from == 0

@@ -65,16 +65,12 @@ class LatentSegmenterNet(nn.Module):
         self.noise_seed = int(noise_seed)
         self.scaling_factor = float(self.vae.config.scaling_factor)
 
-    @property
-    def config(self):
-        return self.net.config
-
     def encoder_state(self) -> dict[str, Any]:
         """What `SegmenterSpec.latent` stores to rebuild this network."""
         return {"vae": dict(self.vae.config), "validator": asdict(self.net.config), "noise_seed": self.noise_seed}
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith(("vae.", "net.codec."))]
+        return [p for p in self.parameters() if p.requires_grad]  # the VAE and the codec are frozen
 
     def train(self, mode: bool = True) -> LatentSegmenterNet:
         super().train(mode)
@@ -88,24 +84,21 @@ class LatentSegmenterNet(nn.Module):
         return self.vae.encode(x.to(self.vae.dtype)).latent_dist.mean * self.scaling_factor
 
     def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None, single_step_fraction: float = 0.5,
-                generator: torch.Generator | None = None):
+                generator: torch.Generator | None = None, lambda_latent: float = 1.0, lambda_dice: float = 1.0):
         """Without masks, single-step inference (eq. 11): class logits (N, C+1, H, W) for x
         (N, 3, H, W) in [-1, 1]; the noise z_T is drawn from `noise_seed` on every call, so
-        predictions are deterministic. With masks (N, H, W), training: the eq. 12 terms per sample
-        (noise, latent, dice), each (N,), and the decoded probabilities (N, C+1, H, W)."""
-        from diffaug.validator.inference import single_step_estimate
+        predictions are deterministic. With masks (N, H, W), training: the eq. 12 loss per sample
+        (N,) and the decoded probabilities (N, C+1, H, W)."""
+        from diffaug.validator.inference import single_step_latents
 
         if masks is not None:
             terms = self.training_terms(x, masks, single_step_fraction, generator)
-            return terms.noise, terms.latent, terms.dice, terms.probs
-
+            return terms.total(lambda_latent, lambda_dice), terms.probs
         z_a = self.encode(x).to(x.dtype)
         c = self.net.config
         g = torch.Generator().manual_seed(self.noise_seed)
         z_T = torch.randn(len(x), c.mask_latent_channels, *z_a.shape[-2:], generator=g).to(x.device, x.dtype)
-        t = torch.full((len(x),), c.single_step_timestep, dtype=torch.long, device=x.device)
-        eps = self.net.denoise(self.net.condition(z_a), z_T, t)
-        z0 = single_step_estimate(z_T.float(), eps.float(), self.net.alphas_cumprod[c.single_step_timestep])
+        z0 = single_step_latents(self.net, self.net.condition(z_a), z_T, self.net.alphas_cumprod[c.single_step_timestep])
         return self.net.codec.decode_logits(z0.to(x.dtype))
 
     def training_terms(self, x: torch.Tensor, masks: torch.Tensor, single_step_fraction: float,

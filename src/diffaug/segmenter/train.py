@@ -181,8 +181,9 @@ def train_segmenter(
             with accelerator.autocast():
                 if latent:  # eq. 12 per sample; the curve's Dice reads the decoded single-step estimate
                     # through forward (not a method of the unwrapped net) so a DDP wrapper syncs gradients
-                    l_noise, l_latent, l_dice, logits = net(xb, yb, cfg.latent.single_step_fraction, noise_gen)
-                    loss_each = (l_noise + cfg.latent.lambda_latent * l_latent + cfg.latent.lambda_dice * l_dice).float()
+                    loss_each, logits = net(xb, yb, cfg.latent.single_step_fraction, noise_gen,
+                                            cfg.latent.lambda_latent, cfg.latent.lambda_dice)
+                    loss_each = loss_each.float()
                 else:
                     logits = net(xb)
                     loss_each = per_sample_loss(logits.float(), yb, cfg.dice_weight, dice_fn)

@@ -44,7 +44,7 @@ def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray,
 
 
 def evaluate(validator: Validator, images: np.ndarray, masks: np.ndarray, steps: int, seed: int = 0,
-             batch_size: int = 32, thresholds: list[float] = (0.5, 0.7)) -> dict:
+             batch_size: int = 32, thresholds: list[float] | None = None) -> dict:
     """Mean Dice / IoU of single-step and iterative predictions against the true masks, and how
     well the single-step IoU tells the true masks from moved ones (`discrimination_metrics`)."""
     from diffaug.validator.discrimination import discrimination_metrics
@@ -56,7 +56,8 @@ def evaluate(validator: Validator, images: np.ndarray, masks: np.ndarray, steps:
         out[f"val_dice_{tag}"] = float(mask_dice(pred, masks, validator.num_classes).mean())
         out[f"val_iou_{tag}"] = float(mask_iou(pred, masks, validator.num_classes).mean())
         if mode == "single_step":
-            out |= discrimination_metrics(pred, masks, validator.num_classes, list(thresholds))
+            th = TrainValidatorConfig().report_thresholds if thresholds is None else thresholds
+            out |= discrimination_metrics(pred, masks, validator.num_classes, list(th))
     return out
 
 

@@ -38,6 +38,16 @@ def single_step_estimate(z_t: torch.Tensor, eps_hat: torch.Tensor, alpha_bar: to
     return (z_t - (1 - a).sqrt() * eps_hat) / a.sqrt()
 
 
+def single_step_latents(net: ValidatorNet, f_fused: torch.Tensor, z_T: torch.Tensor,
+                        alpha_bar: torch.Tensor) -> torch.Tensor:
+    """One denoiser call at the single-step timestep t_s and eq. 11: z0_hat (N, m, h, w) float32.
+    `alpha_bar` is abar at t_s in float32: eq. 11 divides by sqrt(abar) ~ 0.07, so it is evaluated
+    in float32 whatever the network's dtype."""
+    t = torch.full((len(z_T),), net.config.single_step_timestep, dtype=torch.long, device=z_T.device)
+    eps = net.denoise(f_fused, z_T, t)
+    return single_step_estimate(z_T.float(), eps.float(), alpha_bar.float())
+
+
 class Validator:
     """A trained validator with its VAE: `predict(images) -> masks`, `predict_proba`."""
 
@@ -64,9 +74,7 @@ class Validator:
 
     @torch.no_grad()
     def latents_single_step(self, f_fused: torch.Tensor, z_T: torch.Tensor) -> torch.Tensor:
-        t = torch.full((len(z_T),), self.t_single, dtype=torch.long, device=self.device)
-        eps = self.net.denoise(f_fused, z_T, t)
-        return single_step_estimate(z_T.float(), eps.float(), self.ddpm.alphas_cumprod[self.t_single].to(self.device))
+        return single_step_latents(self.net, f_fused, z_T, self.ddpm.alphas_cumprod[self.t_single].to(self.device))
 
     @torch.no_grad()
     def latents_iterative(self, f_fused: torch.Tensor, z_T: torch.Tensor, steps: int) -> torch.Tensor:

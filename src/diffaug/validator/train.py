@@ -137,11 +137,19 @@ def build_cache(vae, codec, images: np.ndarray, masks: np.ndarray, augment: bool
 
 
 # ----------------------------------------------------------------------------- checkpoints
+# the code a checkpoint depends on: a checkpoint written by other training code is not resumed
+# (least of all a finished one, which would hand back the old weights without training)
+TRAINING_MODULES = tuple(f"diffaug.validator.{m}" for m in ("config", "codec", "model", "objective", "inference", "train"))
+
+
 def params_hash(cfg: TrainValidatorConfig, model_cfg: ValidatorModelConfig, images: np.ndarray,
                 masks: np.ndarray, seed: int) -> str:
-    """Identity of a training run (params, data, seed): a checkpoint is resumed only if it matches."""
+    """Identity of a training run (params, data, seed, training code): a checkpoint is resumed
+    only if it matches."""
+    from diffaug.generator.checkpoint import source_digest
+
     blob = json.dumps({"cfg": cfg.model_dump(), "model": asdict(model_cfg) | {"codec_scale": None},
-                       "seed": seed}, sort_keys=True).encode()
+                       "seed": seed, "code": source_digest(*TRAINING_MODULES)}, sort_keys=True).encode()
     h = hashlib.sha256(blob)
     h.update(np.ascontiguousarray(images).tobytes())
     h.update(np.ascontiguousarray(masks).tobytes())
@@ -149,12 +157,14 @@ def params_hash(cfg: TrainValidatorConfig, model_cfg: ValidatorModelConfig, imag
 
 
 def save_checkpoint(ckpt_dir: Path, net: ValidatorNet, opt, sched, step: int, gen: torch.Generator,
-                    key: str, history: dict) -> None:
+                    key: str, history: dict, points: list[dict]) -> None:
     with atomic_dir(ckpt_dir / "last") as tmp:
         save_validator(net, tmp)
         torch.save({"optimizer": opt.state_dict(), "lr_scheduler": sched.state_dict(),
                     "generator": gen.get_state()}, tmp / "state.pt")
-        (tmp / "progress.json").write_text(json.dumps({"step": step, "params_hash": key, "history": history}))
+        # points: every dvclive log point so far, so a resumed run can redraw the whole curve
+        (tmp / "progress.json").write_text(json.dumps({"step": step, "params_hash": key, "history": history,
+                                                       "points": points}))
 
 
 def load_checkpoint(ckpt_dir: Path | None, key: str) -> tuple[Path, dict] | None:
@@ -236,7 +246,7 @@ def train_network(images: np.ndarray, masks: np.ndarray, vae, cfg: TrainValidato
     params = [p for n_, p in net.named_parameters() if not n_.startswith("codec.")]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps, eta_min=cfg.lr_min)
-    start = 0
+    start, points = 0, []
     if resume is not None:
         last, progress = resume
         state = torch.load(last / "state.pt", weights_only=True)
@@ -244,6 +254,7 @@ def train_network(images: np.ndarray, masks: np.ndarray, vae, cfg: TrainValidato
         sched.load_state_dict(state["lr_scheduler"])
         gen.set_state(state["generator"])
         start, info.history = int(progress["step"]), progress.get("history", {})
+        points = progress.get("points", [])
         info.resumed_from = start
     accel = Accelerator(cpu=torch.device(device).type == "cpu", mixed_precision=mixed_precision,
                         gradient_accumulation_steps=cfg.grad_accum)
@@ -253,8 +264,13 @@ def train_network(images: np.ndarray, masks: np.ndarray, vae, cfg: TrainValidato
     net_codec_is_vae = isinstance(codec, VaeMaskCodec)
     if net_codec_is_vae:
         vae.to(dev)
-    if live is not None and start:
-        live.step = start  # a resumed run continues the curves where the checkpoint left them
+    if live is not None:  # a resumed run redraws the checkpoint's points, then continues from there
+        for point in points:
+            live.step = point["step"]
+            for k, v in point.items():
+                if k != "step":
+                    live.log_metric(f"train/{k}", v)
+            live.next_step()
     V, N = cache.z_a.shape[:2]
     t_s, T = model_cfg.single_step_timestep, model_cfg.num_train_timesteps
     end = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
@@ -280,12 +296,14 @@ def train_network(images: np.ndarray, masks: np.ndarray, vae, cfg: TrainValidato
                      "loss_dice": l_dice.item(), "lr": sched.get_last_lr()[0]}
             info.history = {k: float(v) for k, v in point.items()}
             info.curve.append((done, float(point["loss"])))
+            points.append({"step": done, **info.history})
             if live is not None:
+                live.step = done  # curves against the optimiser step (also across a resume)
                 for k, v in point.items():
                     live.log_metric(f"train/{k}", v)
                 live.next_step()
         if ckpt_dir is not None and (done % cfg.checkpoint_every == 0 or done == end):
-            save_checkpoint(ckpt_dir, accel.unwrap_model(net), opt, sched, done, gen, key, info.history)
+            save_checkpoint(ckpt_dir, accel.unwrap_model(net), opt, sched, done, gen, key, info.history, points)
     info.steps = end
     info.seconds["loop"] = time.perf_counter() - clock
     net = accel.unwrap_model(net).cpu().eval()
