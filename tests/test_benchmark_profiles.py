@@ -40,6 +40,7 @@ def test_profile_runs_every_measurement_on_tiny_models():
     assert out["weights"].startswith("random") and out["device"].startswith("cpu")
     for key in ("vae_encode_samples_per_s", "generate_samples_per_s", "generate_stock_samples_per_s",
                 "gate_images_per_s", "validator_single_step_samples_per_s", "segmenter_samples_per_s",
-                "finetune_step_samples_per_s"):
+                "finetune_step_samples_per_s", "validator_latent_speedup", "validator_ms_encode",
+                "validator_ms_condition", "validator_ms_denoise", "validator_ms_decode"):
         assert out[key] > 0, key
     assert out["finetune_unet_params_m"] > 0

@@ -72,6 +72,10 @@ def test_train_validator_writes_model_metrics_curves(trained):
                 "codec_recon_dice_vae", "single_step_timestep"):
         assert key in m, key
     assert m["init_copied_tensors"] > 0 and m["speed_ratio"] > 1 and m["steps"] == 20
+    # the parts of one single-step prediction, timed beside the two modes (validator.speed)
+    parts = [m[f"speed_ms_{k}"] for k in ("encode", "condition", "denoise", "decode")]
+    assert all(p > 0 for p in parts)
+    assert m["speed_condition_per_denoise"] == pytest.approx(m["speed_ms_condition"] / m["speed_ms_denoise"])
     assert (trained / "ckpt" / "last" / "state.pt").is_file()
     assert list((trained / "live").rglob("loss.tsv"))
 

@@ -112,6 +112,31 @@ def test_save_load_round_trip(tmp_path):
     assert it.shape == (3, 32, 32)
 
 
+def test_class_decision_is_argmax_with_ties_to_the_lower_class():
+    g = torch.Generator().manual_seed(0)
+    for classes in (2, 3):
+        probs = torch.rand(4, classes, 9, 7, generator=g).softmax(1)
+        assert torch.equal(probs_to_masks(probs), probs.argmax(1).to(torch.uint8))
+    tied = torch.tensor([[[[0.4]], [[0.3]], [[0.3]]], [[[0.2]], [[0.4]], [[0.4]]]])  # (2, 3, 1, 1)
+    assert probs_to_masks(tied).flatten().tolist() == [0, 1]
+
+
+def test_predict_is_the_class_decision_of_predict_proba():
+    """`predict` decides on the device and copies back uint8 masks; same answer as deciding on
+    the probabilities `predict_proba` returns, in both modes, for one and two classes."""
+    vae = tiny_vae()
+    images = np.random.default_rng(1).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8)
+    for classes in (1, 2):
+        torch.manual_seed(classes)
+        v = Validator(_net(num_classes=classes).eval(), vae)
+        for mode in ("single_step", "iterative"):
+            probs = v.predict_proba(images, mode=mode, steps=2, batch_size=2)
+            masks = v.predict(images, mode=mode, steps=2, batch_size=2)
+            assert masks.dtype == np.uint8 and masks.shape == (5, 32, 32)
+            assert np.array_equal(masks, probs_to_masks(probs).numpy())
+    assert v.predict(images[:0]).shape == (0, 32, 32)
+
+
 def test_load_rejects_vae_with_other_latent_channels(tmp_path):
     save_validator(_net(), tmp_path / "v")
     with pytest.raises(InputError, match="latent channels"):

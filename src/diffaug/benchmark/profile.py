@@ -207,9 +207,14 @@ def _measure_grad(step: Any, batch: int, device: torch.device, repeats: int) -> 
     return Measurement(statistics.median(times), min(times), repeats, batch, peak / 2**20, kind)
 
 
+PARTS = ("vae", "generate", "validator", "segmenter", "finetune")
+
+
 def run_profile(size: str, image_size: int, batch: int, dtype: str, steps: int, iterative_steps: int,
-                repeats: int = 3, device: str = "auto", finetune: bool = True) -> dict[str, Any]:
-    """All measurements of the benchmark stage (same functions) on `size` models; flat dict."""
+                repeats: int = 3, device: str = "auto", finetune: bool = True,
+                parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
+    """The measurements of the benchmark stage (same functions) named in `parts` on `size`
+    models; flat dict."""
     from diffaug.benchmark.config import BenchmarkConfig
     from diffaug.benchmark.measure import device_name, module_bytes
     from diffaug.benchmark.suite import bench_generate_and_gate, bench_segmenter, bench_validator, bench_vae
@@ -239,12 +244,16 @@ def run_profile(size: str, image_size: int, batch: int, dtype: str, steps: int, 
         "validator_weights_mb": module_bytes(validator.net) / 2**20,
         "segmenter_weights_mb": module_bytes(segmenter.net) / 2**20,
     }
-    bench_vae(gen.vae, images, cfg, rt, out)
-    bench_generate_and_gate(gen, validator, images, masks, prompts, "healthy mucosa , normal colon tissue", "ddim",
-                            images, masks.astype(np.uint8), GateConfig(batch_size=batch), cfg, rt, out)
-    bench_validator(validator, images, cfg, rt, out)
-    bench_segmenter(segmenter, images, cfg, rt, out)
-    if finetune:
+    if "vae" in parts:
+        bench_vae(gen.vae, images, cfg, rt, out)
+    if "generate" in parts:
+        bench_generate_and_gate(gen, validator, images, masks, prompts, "healthy mucosa , normal colon tissue",
+                                "ddim", images, masks.astype(np.uint8), GateConfig(batch_size=batch), cfg, rt, out)
+    if "validator" in parts:
+        bench_validator(validator, images, cfg, rt, out)
+    if "segmenter" in parts:
+        bench_segmenter(segmenter, images, cfg, rt, out)
+    if finetune and "finetune" in parts:
         bench_finetune_step(gen, batch, image_size, rt, repeats, out)  # its fp32 copy is freed on return
     if rt.device.type == "cuda":
         out["cuda_max_allocated_total_mb"] = torch.cuda.max_memory_allocated(rt.device) / 2**20
@@ -262,12 +271,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iterative-steps", type=int, default=50, help="validator iterative baseline T")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-finetune", action="store_true", help="skip the fine-tuning step measurement")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS, help="what to measure (default: all)")
     parser.add_argument("--out", default="", help="JSON file for the results (one entry per dtype)")
     args = parser.parse_args(argv)
     results = {}
     for dtype in args.dtype:
         results[dtype] = run_profile(args.size, args.image_size, args.batch, dtype, args.steps, args.iterative_steps,
-                                     args.repeats, finetune=not args.no_finetune)
+                                     args.repeats, finetune=not args.no_finetune, parts=tuple(args.parts))
         print(json.dumps({dtype: results[dtype]}, indent=1), flush=True)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -6,7 +6,8 @@ Every figure is produced by the other stages' public code paths (no re-implement
   `StableDiffusionInpaintPipeline` built by `generator.sampling.stock_pipeline` from the SAME VAE,
   UNet, scheduler, prompt embeddings, steps, guidance and batch (`run_stock`).
 - validator: `Validator.predict` single-step (eq. 11, one network call) vs iterative (T DDIM
-  steps) on the same network and batch.
+  steps) on the same network and batch, images to masks and network calls only, and the parts
+  of a single-step prediction (`validator.speed.time_paths`, shared with train_validator).
 - gate: the gate's decision on generated samples: `Validator.predict` in `gate.mode`, IoU with the
   intended mask (`validator.metrics.mask_iou`, eq. 14), threshold -- the computation of
   `validator.gate.run_gate` without its reading of the whole raw folder from disk; timed
@@ -122,21 +123,20 @@ def bench_generate_and_gate(gen: Any, validator: Any, backgrounds: np.ndarray, m
 
 
 def bench_validator(validator: Any, images: np.ndarray, cfg: BenchmarkConfig, rt: Runtime, out: dict[str, Any]) -> None:
-    """Single-step (1 network call, eq. 11) vs iterative (T DDIM calls) on the same net and batch."""
-    n = len(images)
+    """Single-step (1 network call, eq. 11) vs iterative (T DDIM calls) on the same net and batch,
+    images to masks and network calls only, and the parts of one single-step prediction
+    (`diffaug.validator.speed`: VAE encoding, f_fused, one denoiser call, mask decoding)."""
+    from diffaug.validator.speed import time_paths
 
-    def predict(mode: str) -> np.ndarray:
-        with amp(rt):
-            return validator.predict(images, mode=mode, steps=cfg.iterative_steps, seed=rt.seed, batch_size=n)
-
-    m = measure_many({
-        "single": slowed(lambda: predict("single_step")),
-        "iterative": lambda: predict("iterative"),
-    }, items=n, device=rt.device, warmup=cfg.warmup, repeats=cfg.repeats, min_time_s=cfg.min_time_s)
+    m = time_paths(validator, images, cfg.iterative_steps, repeats=cfg.repeats, warmup=cfg.warmup,
+                   min_time_s=cfg.min_time_s, context=lambda: amp(rt), slow=slowed, memory=True)
     single = _record(out, "validator_single_step", m["single"])
     iterative = _record(out, "validator_iterative", m["iterative"])
     out["validator_single_step_speedup"] = single / iterative
+    out["validator_latent_speedup"] = m["latent_iterative"].median_s / m["latent_single"].median_s
     out["validator_iterative_steps"] = cfg.iterative_steps
+    for part in ("encode", "condition", "denoise", "decode"):
+        out[f"validator_ms_{part}"] = 1000 * m[part].median_s
 
 
 def bench_segmenter(segmenter: Any, images: np.ndarray, cfg: BenchmarkConfig, rt: Runtime, out: dict[str, Any]) -> None:

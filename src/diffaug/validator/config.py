@@ -31,7 +31,7 @@ class TrainValidatorConfig(Section):
     codec_lr: float = Field(2e-3, gt=0)  # Adam lr of the mask codec
 
     # --- network (eq. 9, 13 and the denoiser) ---
-    vision_channels: int = Field(32, ge=1)  # width of the trainable vision encoder V_psi (eq. 9)
+    vision_channels: int = Field(16, ge=1)  # width of the trainable vision encoder V_psi (eq. 9)
     vision_blocks: int = Field(2, ge=1)  # residual blocks in V_psi
     vision_levels: int = Field(1, ge=1)  # resolution levels of V_psi (U-shaped; > 1 widens its receptive field)
     fused_channels: int = Field(8, ge=1)  # channels of f_fused after the 1x1 projections (eq. 13)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from diffaug.validator.config import TrainValidatorConfig
-from diffaug.validator.inference import Validator, encode_images
+from diffaug.validator.inference import Validator
 from diffaug.validator.metrics import mask_dice, mask_iou
 from diffaug.validator.model import ValidatorNet
 from diffaug.validator.train import TrainInfo, train_network
@@ -62,30 +62,11 @@ def evaluate(validator: Validator, images: np.ndarray, masks: np.ndarray, steps:
 
 
 def measure_speed(validator: Validator, images: np.ndarray, steps: int, repeats: int = 7) -> dict:
-    """Single-step vs iterative (T = steps) on one batch, measured side by side: the four paths are
-    timed interleaved (one call of each per round, `repeats` rounds after a warm-up) so a burst of
-    load from other processes hits them alike, and the median of each is used."""
-    from diffaug.benchmark.measure import measure_many
+    """Single-step vs iterative (T = steps) on one batch, side by side, and the parts of a
+    single-step prediction (`diffaug.validator.speed`)."""
+    from diffaug.validator.speed import speed_summary, time_paths
 
-    batch = images
-    n = len(batch)
-    z_a = encode_images(validator.vae, batch, n, validator.device, validator.dtype)
-    m = measure_many({
-        "single": lambda: validator.predict(batch, "single_step", batch_size=n),
-        "iterative": lambda: validator.predict(batch, "iterative", steps=steps, batch_size=n),
-        "latent_single": lambda: validator.predict_latents(z_a, "single_step", batch_size=n),
-        "latent_iterative": lambda: validator.predict_latents(z_a, "iterative", steps, batch_size=n),
-    }, items=n, device=validator.device, warmup=1, repeats=repeats, memory=False)
-    t = {k: v.median_s for k, v in m.items()}
-    return {
-        "speed_batch": n,
-        "speed_iterative_steps": steps,
-        "single_step_samples_per_s": n / t["single"],
-        "iterative_samples_per_s": n / t["iterative"],
-        "speed_ratio": t["iterative"] / t["single"],
-        "speed_ratio_latent": t["latent_iterative"] / t["latent_single"],
-        "speed_ratio_goal": 0.9 * steps,
-    }
+    return speed_summary(time_paths(validator, images, steps, repeats=repeats), steps)
 
 
 def train_validator(train_images: np.ndarray, train_masks: np.ndarray, vae, cfg: TrainValidatorConfig,

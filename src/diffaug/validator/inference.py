@@ -117,7 +117,15 @@ class Validator:
         z_a = encode_images(self.vae, images, batch_size, self.device, self.dtype)
         return self.decode_probs(self.predict_latents(z_a, mode, steps, seed, batch_size), batch_size)
 
+    @torch.no_grad()
     def predict(self, images: np.ndarray, mode: str = "single_step", steps: int = 20, seed: int = 0,
                 batch_size: int = 32) -> np.ndarray:
-        """uint8 (N, H, W, 3) -> uint8 (N, H, W) class indices."""
-        return probs_to_masks(self.predict_proba(images, mode, steps, seed, batch_size)).numpy()
+        """uint8 (N, H, W, 3) -> uint8 (N, H, W) class indices. The class decision is taken on the
+        device, so only the uint8 masks come back to the host (not (C+1) float probabilities)."""
+        if len(images) == 0:
+            h, w = images.shape[1:3] if images.ndim == 4 else (0, 0)
+            return np.zeros((0, h, w), dtype=np.uint8)
+        z_a = encode_images(self.vae, images, batch_size, self.device, self.dtype)
+        z0 = self.predict_latents(z_a, mode, steps, seed, batch_size)
+        return torch.cat([probs_to_masks(self.codec.decode_probs(z0[i:i + batch_size].to(self.device, self.dtype)).float()).cpu()
+                          for i in range(0, len(z0), batch_size)]).numpy()
