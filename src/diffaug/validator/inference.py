@@ -103,29 +103,32 @@ class Validator:
         return torch.cat(out) if out else torch.zeros(0, self.config.mask_latent_channels, h, w)
 
     @torch.no_grad()
-    def decode_probs(self, z0: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-        return torch.cat([self.codec.decode_probs(z0[i:i + batch_size].to(self.device, self.dtype)).float().cpu()
-                          for i in range(0, len(z0), batch_size)])
+    def decode(self, z0: torch.Tensor, batch_size: int = 32, masks: bool = False) -> torch.Tensor:
+        """z0_hat (N, m, h, w) -> class probabilities (N, C+1, H, W) float32, or with `masks` the
+        class indices (N, H, W) uint8, decided on the device so that only the masks come back to
+        the host."""
+        out = []
+        for i in range(0, len(z0), batch_size):
+            probs = self.codec.decode_probs(z0[i:i + batch_size].to(self.device, self.dtype)).float()
+            out.append((probs_to_masks(probs) if masks else probs).cpu())
+        return torch.cat(out)
 
     @torch.no_grad()
+    def _predict(self, images: np.ndarray, mode: str, steps: int, seed: int, batch_size: int,
+                 masks: bool) -> torch.Tensor:
+        if len(images) == 0:
+            h, w = images.shape[1:3] if images.ndim == 4 else (0, 0)
+            return torch.zeros((0, h, w) if masks else (0, self.num_classes + 1, h, w),
+                               dtype=torch.uint8 if masks else torch.float32)
+        z_a = encode_images(self.vae, images, batch_size, self.device, self.dtype)
+        return self.decode(self.predict_latents(z_a, mode, steps, seed, batch_size), batch_size, masks)
+
     def predict_proba(self, images: np.ndarray, mode: str = "single_step", steps: int = 20, seed: int = 0,
                       batch_size: int = 32) -> torch.Tensor:
         """uint8 (N, H, W, 3) -> (N, C+1, H, W) class probabilities."""
-        if len(images) == 0:
-            h, w = images.shape[1:3] if images.ndim == 4 else (0, 0)
-            return torch.zeros(0, self.num_classes + 1, h, w)
-        z_a = encode_images(self.vae, images, batch_size, self.device, self.dtype)
-        return self.decode_probs(self.predict_latents(z_a, mode, steps, seed, batch_size), batch_size)
+        return self._predict(images, mode, steps, seed, batch_size, masks=False)
 
-    @torch.no_grad()
     def predict(self, images: np.ndarray, mode: str = "single_step", steps: int = 20, seed: int = 0,
                 batch_size: int = 32) -> np.ndarray:
-        """uint8 (N, H, W, 3) -> uint8 (N, H, W) class indices. The class decision is taken on the
-        device, so only the uint8 masks come back to the host (not (C+1) float probabilities)."""
-        if len(images) == 0:
-            h, w = images.shape[1:3] if images.ndim == 4 else (0, 0)
-            return np.zeros((0, h, w), dtype=np.uint8)
-        z_a = encode_images(self.vae, images, batch_size, self.device, self.dtype)
-        z0 = self.predict_latents(z_a, mode, steps, seed, batch_size)
-        return torch.cat([probs_to_masks(self.codec.decode_probs(z0[i:i + batch_size].to(self.device, self.dtype)).float()).cpu()
-                          for i in range(0, len(z0), batch_size)]).numpy()
+        """uint8 (N, H, W, 3) -> uint8 (N, H, W) class indices."""
+        return self._predict(images, mode, steps, seed, batch_size, masks=True).numpy()
