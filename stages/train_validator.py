@@ -49,7 +49,8 @@ def main(
     with Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None) as live:
         result = train_validator(train.images, train.masks, vae, cfg, num_classes, seed=runtime.seed,
                                  device=runtime.device, mixed_precision=runtime.mixed_precision,
-                                 generator_unet_state=unet_state, checkpoint_dir=checkpoints, live=live)
+                                 generator_unet_state=unet_state, checkpoint_dir=checkpoints, live=live,
+                                 size_class=train.table["size_class"].to_numpy() if "size_class" in train.table else None)
     with atomic_dir(out) as tmp:
         save_validator(result.net, tmp)
     write_json(metrics, result.metrics)

@@ -19,16 +19,19 @@ runner = CliRunner()
 def _write_prepared(folder, images, masks):
     ids = np.array([f"s{i:03d}" for i in range(len(images))])
     save_npz(folder / "train.npz", images=images, masks=masks, ids=ids)
-    pd.DataFrame({"id": ids, "split": "train"}).to_csv(folder / "manifest.csv", index=False)
+    size = np.where(np.arange(len(ids)) % 2 == 0, "small", "large")
+    pd.DataFrame({"id": ids, "split": "train", "size_class": size}).to_csv(folder / "manifest.csv", index=False)
     (folder / "fingerprint.json").write_text(json.dumps({"family": "polyp", "num_classes": 1, "image_size": 32}))
 
 
-def _write_raw(folder, images, masks):
+def _write_raw(folder, images, masks, size_class=None):
     folder.mkdir(parents=True, exist_ok=True)
     ids = np.array([f"g{i:03d}" for i in range(len(images))])
     save_npz(folder / "samples.npz", images=images, masks=masks, ids=ids)
-    pd.DataFrame({"sample_id": ids, "background_id": "b", "prompt": "sessile polyp", "seed": np.arange(len(ids))}).to_csv(
-        folder / "manifest.csv", index=False)
+    rows = pd.DataFrame({"sample_id": ids, "background_id": "b", "prompt": "sessile polyp", "seed": np.arange(len(ids))})
+    if size_class is not None:
+        rows["size_class"] = size_class
+    rows.to_csv(folder / "manifest.csv", index=False)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -72,6 +75,8 @@ def test_train_validator_writes_model_metrics_curves(trained):
                 "codec_recon_dice_vae", "single_step_timestep"):
         assert key in m, key
     assert m["init_copied_tensors"] > 0 and m["speed_ratio"] > 1 and m["steps"] == 20
+    # held-out true masks accepted per size class (manifest.csv's size_class of each frame)
+    assert m["disc_n_small"] + m["disc_n_large"] == m["disc_n"] and 0 <= m["disc_accept_right_70_small"] <= 1
     # the parts of one single-step prediction, timed beside the two modes (validator.speed)
     parts = [m[f"speed_ms_{k}"] for k in ("encode", "condition", "denoise", "decode")]
     assert all(p > 0 for p in parts)
@@ -83,7 +88,8 @@ def test_train_validator_writes_model_metrics_curves(trained):
 def test_gate_writes_accepted_rejected_sets(trained, tmp_path):
     images, masks = blob_data(10, seed=5)
     masks[5:] = np.roll(masks[5:], 14, axis=2)  # half of the intended masks moved off the lesion
-    _write_raw(tmp_path / "raw", images, masks)
+    size = np.array(["small", "large"] * 5)
+    _write_raw(tmp_path / "raw", images, masks, size_class=size)
     (trained / "generate.json").write_text(json.dumps({"samples_per_s": 0.5}))
     result = _gate(trained, tmp_path / "raw", tmp_path / "gated")
     assert result.exit_code == 0, result.output
@@ -99,6 +105,12 @@ def test_gate_writes_accepted_rejected_sets(trained, tmp_path):
     with np.load(out / "accepted.npz") as z:
         assert set(z.files) == {"images", "masks", "ids", "pred_masks"} and len(z["ids"]) == len(acc)
     assert pd.read_csv(out / "iou.csv")["count"].sum() == 10
+    # acceptance per size class of the intended lesion (generate's size_class column)
+    both = pd.concat([acc, rej])
+    for c in ("small", "large"):
+        rows = both[both["size_class"] == c]
+        assert m[f"n_{c}"] == 5 and m[f"acceptance_rate_{c}"] == pytest.approx((rows["iou"] > 0.5).mean())
+        assert m[f"iou_mean_{c}"] == pytest.approx(rows["iou"].mean(), abs=1e-5)
 
 
 def test_gate_disabled_accepts_everything(trained, tmp_path, write_params):

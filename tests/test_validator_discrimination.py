@@ -45,3 +45,14 @@ def test_perfect_and_empty_predictions():
     empty = discrimination_metrics(np.zeros_like(masks), masks, 1, [0.5])
     assert empty["disc_accept_right_50"] == 0.0 and empty["disc_reject_moved_50"] == 1.0
     assert empty["disc_auc"] == 0.5  # all ties: no discrimination
+
+
+def test_acceptance_of_right_masks_per_group():
+    masks = _squares()
+    pred = masks.copy()
+    pred[2:] = 0  # the last two lesions (the "small" ones here) are missed
+    out = discrimination_metrics(pred, masks, 1, [0.5], groups=np.array(["large", "large", "small", "small"]))
+    assert out["disc_n_large"] == 2 and out["disc_n_small"] == 2
+    assert out["disc_accept_right_50_large"] == 1.0 and out["disc_accept_right_50_small"] == 0.0
+    assert out["disc_accept_right_50"] == 0.5
+    assert "disc_n_small" not in discrimination_metrics(pred, masks, 1, [0.5])

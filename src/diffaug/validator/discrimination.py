@@ -36,12 +36,16 @@ def auc(right: np.ndarray, wrong: np.ndarray) -> float:
 
 
 def discrimination_metrics(pred: np.ndarray, masks: np.ndarray, num_classes: int, thresholds: list[float],
-                           combine: str = "mean_foreground") -> dict[str, float]:
+                           combine: str = "mean_foreground", groups: np.ndarray | None = None) -> dict[str, float]:
     """pred and masks uint8 (N, H, W); frames without a lesion are left out (moving an empty mask
     changes nothing). Keys: disc_n, disc_iou_right_mean, disc_iou_moved_mean, disc_auc and, per
-    threshold th, disc_accept_right_<th> / disc_reject_moved_<th> (th as 2-digit hundredths)."""
+    threshold th, disc_accept_right_<th> / disc_reject_moved_<th> (th as 2-digit hundredths).
+
+    `groups` (N,) labels (e.g. the manifest's size_class: small / large) add, per label g,
+    disc_n_<g> and disc_accept_right_<th>_<g>: how often right masks of each kind pass."""
     keep = (masks > 0).reshape(len(masks), -1).any(1)
     pred, masks = pred[keep], masks[keep]
+    groups = None if groups is None else np.asarray(groups).astype(str)[keep]
     right = mask_iou(pred, masks, num_classes, combine)
     wrong = mask_iou(pred, moved_away(masks), num_classes, combine)
     out = {"disc_n": int(keep.sum()),
@@ -52,6 +56,11 @@ def discrimination_metrics(pred: np.ndarray, masks: np.ndarray, num_classes: int
         tag = f"{int(round(th * 100)):02d}"
         out[f"disc_accept_right_{tag}"] = float((right > th).mean()) if len(right) else float("nan")
         out[f"disc_reject_moved_{tag}"] = float((wrong <= th).mean()) if len(wrong) else float("nan")
+    for g in sorted(set(groups.tolist())) if groups is not None else []:
+        sel = groups == g
+        out[f"disc_n_{g}"] = int(sel.sum())
+        for th in thresholds:
+            out[f"disc_accept_right_{int(round(th * 100)):02d}_{g}"] = float((right[sel] > th).mean())
     return out
 
 

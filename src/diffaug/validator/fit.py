@@ -44,9 +44,10 @@ def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray,
 
 
 def evaluate(validator: Validator, images: np.ndarray, masks: np.ndarray, steps: int, seed: int = 0,
-             batch_size: int = 32, thresholds: list[float] | None = None) -> dict:
+             batch_size: int = 32, thresholds: list[float] | None = None, groups: np.ndarray | None = None) -> dict:
     """Mean Dice / IoU of single-step and iterative predictions against the true masks, and how
-    well the single-step IoU tells the true masks from moved ones (`discrimination_metrics`)."""
+    well the single-step IoU tells the true masks from moved ones (`discrimination_metrics`, per
+    `groups` label too: the frames' size_class)."""
     from diffaug.validator.discrimination import discrimination_metrics
 
     out = {}
@@ -57,7 +58,7 @@ def evaluate(validator: Validator, images: np.ndarray, masks: np.ndarray, steps:
         out[f"val_iou_{tag}"] = float(mask_iou(pred, masks, validator.num_classes).mean())
         if mode == "single_step":
             th = TrainValidatorConfig().report_thresholds if thresholds is None else thresholds
-            out |= discrimination_metrics(pred, masks, validator.num_classes, list(th))
+            out |= discrimination_metrics(pred, masks, validator.num_classes, list(th), groups=groups)
     return out
 
 
@@ -72,8 +73,9 @@ def measure_speed(validator: Validator, images: np.ndarray, steps: int, repeats:
 def train_validator(train_images: np.ndarray, train_masks: np.ndarray, vae, cfg: TrainValidatorConfig,
                     num_classes: int, seed: int = 0, device: str | torch.device = "cpu",
                     mixed_precision: str = "no", generator_unet_state: dict | None = None,
-                    checkpoint_dir=None, live=None) -> TrainResult:
-    """Split, train (resumable), evaluate and time; returns the network and flat metrics."""
+                    checkpoint_dir=None, live=None, size_class: np.ndarray | None = None) -> TrainResult:
+    """Split, train (resumable), evaluate and time; returns the network and flat metrics.
+    `size_class` (N,) labels of the frames (manifest.csv) split the held-out acceptance of true masks."""
     t0 = time.perf_counter()
     tr, va = split_train_val(len(train_images), cfg.val_fraction, seed)
     net, info = train_network(train_images[tr], train_masks[tr], vae, cfg, num_classes, seed=seed, device=device,
@@ -82,7 +84,7 @@ def train_validator(train_images: np.ndarray, train_masks: np.ndarray, vae, cfg:
     train_s = time.perf_counter() - t0
     validator = Validator(net, vae, device=device)
     metrics = evaluate(validator, train_images[va], train_masks[va], cfg.iterative_steps, seed, cfg.eval_batch_size,
-                       cfg.report_thresholds)
+                       cfg.report_thresholds, groups=None if size_class is None else np.asarray(size_class)[va])
     speed_imgs = train_images[va][: cfg.eval_batch_size]
     metrics |= measure_speed(validator, speed_imgs, cfg.iterative_steps, cfg.speed_repeats)
     validator.net.cpu()

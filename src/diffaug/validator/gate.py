@@ -90,6 +90,23 @@ def _mean(x: np.ndarray) -> float:
     return float(x.mean()) if len(x) else float("nan")
 
 
+def by_size_class(manifest: pd.DataFrame, iou: np.ndarray, accepted: np.ndarray) -> dict:
+    """Acceptance and mean IoU per size class of the intended lesion (generate's `size_class`:
+    small = area below prepare's small_area_frac). Rare, small lesions are what the pipeline is
+    for, and the gate judges them at the validator's latent resolution: a gate that keeps large
+    lesions and drops small ones shifts the synthetic set away from the hard cases.
+    Keys n_<c>, acceptance_rate_<c>, iou_mean_<c> for c in small, large (absent without the column)."""
+    if "size_class" not in manifest.columns:
+        return {}
+    size = manifest["size_class"].astype(str).str.lower().to_numpy()
+    out: dict = {}
+    for c in ("small", "large"):
+        sel = size == c
+        out |= {f"n_{c}": int(sel.sum()), f"acceptance_rate_{c}": _mean(accepted[sel].astype(float)),
+                f"iou_mean_{c}": _mean(iou[sel])}
+    return out
+
+
 def run_gate(raw_dir: str | Path, validator, cfg: GateConfig, seed: int = 0,
              generate_metrics: str | Path | None = None) -> GateReport:
     """Validate every generated sample; see the module docstring."""
@@ -126,6 +143,7 @@ def run_gate(raw_dir: str | Path, validator, cfg: GateConfig, seed: int = 0,
         "generate_samples_per_s": gen_sps,
         # gate cost per image / generation cost per image (goal <= 0.05)
         "gate_cost_fraction": per_image * gen_sps if gen_sps and n else None,
+        **by_size_class(manifest, iou, accepted),
     }
     return GateReport(samples=samples, manifest=manifest, pred_masks=pred.astype(np.uint8), accepted=accepted, metrics=metrics)
 
