@@ -35,6 +35,11 @@ def auc(right: np.ndarray, wrong: np.ndarray) -> float:
     return float(((r > w).sum() + 0.5 * (r == w).sum()) / (r.size * w.size))
 
 
+def _tag(th: float) -> str:
+    """A threshold as 2-digit hundredths in metric names (0.7 -> "70")."""
+    return f"{int(round(th * 100)):02d}"
+
+
 def discrimination_metrics(pred: np.ndarray, masks: np.ndarray, num_classes: int, thresholds: list[float],
                            combine: str = "mean_foreground", groups: np.ndarray | None = None) -> dict[str, float]:
     """pred and masks uint8 (N, H, W); frames without a lesion are left out (moving an empty mask
@@ -53,14 +58,14 @@ def discrimination_metrics(pred: np.ndarray, masks: np.ndarray, num_classes: int
            "disc_iou_moved_mean": float(wrong.mean()) if len(wrong) else float("nan"),
            "disc_auc": auc(right, wrong)}
     for th in thresholds:
-        tag = f"{int(round(th * 100)):02d}"
+        tag = _tag(th)
         out[f"disc_accept_right_{tag}"] = float((right > th).mean()) if len(right) else float("nan")
         out[f"disc_reject_moved_{tag}"] = float((wrong <= th).mean()) if len(wrong) else float("nan")
     for g in sorted(set(groups.tolist())) if groups is not None else []:
         sel = groups == g
         out[f"disc_n_{g}"] = int(sel.sum())
         for th in thresholds:
-            out[f"disc_accept_right_{int(round(th * 100)):02d}_{g}"] = float((right[sel] > th).mean())
+            out[f"disc_accept_right_{_tag(th)}_{g}"] = float((right[sel] > th).mean())
     return out
 
 
