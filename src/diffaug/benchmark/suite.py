@@ -126,17 +126,18 @@ def bench_validator(validator: Any, images: np.ndarray, cfg: BenchmarkConfig, rt
     """Single-step (1 network call, eq. 11) vs iterative (T DDIM calls) on the same net and batch,
     images to masks and network calls only, and the parts of one single-step prediction
     (`diffaug.validator.speed`: VAE encoding, f_fused, one denoiser call, mask decoding)."""
-    from diffaug.validator.speed import time_paths
+    from diffaug.validator.speed import speed_summary, time_paths
 
     m = time_paths(validator, images, cfg.iterative_steps, repeats=cfg.repeats, warmup=cfg.warmup,
                    min_time_s=cfg.min_time_s, context=lambda: amp(rt), slow=slowed, memory=True)
     single = _record(out, "validator_single_step", m["single"])
     iterative = _record(out, "validator_iterative", m["iterative"])
     out["validator_single_step_speedup"] = single / iterative
-    out["validator_latent_speedup"] = m["latent_iterative"].median_s / m["latent_single"].median_s
+    s = speed_summary(m, cfg.iterative_steps)  # the ratios and parts as train_validator reports them
+    out["validator_latent_speedup"] = s["speed_ratio_latent"]
     out["validator_iterative_steps"] = cfg.iterative_steps
     for part in ("encode", "condition", "denoise", "decode"):
-        out[f"validator_ms_{part}"] = 1000 * m[part].median_s
+        out[f"validator_ms_{part}"] = s[f"speed_ms_{part}"]
 
 
 def bench_segmenter(segmenter: Any, images: np.ndarray, cfg: BenchmarkConfig, rt: Runtime, out: dict[str, Any]) -> None:
