@@ -43,13 +43,6 @@ def main(
     baseline: Path = typer.Option(Path("metrics/benchmark_baseline.json"), "--baseline", help="stored baseline figures"),
     measured: Optional[Path] = typer.Option(None, "--measured", help="use this figures JSON instead of measuring"),
 ) -> None:
-    import os
-
-    # OpenMP threads that spin-wait get descheduled on a machine shared with other processes, and
-    # every parallel region then waits for them: 50x slower torch ops were measured on a busy
-    # 2-core box. Passive waiting costs little when idle. Read when torch loads, hence here.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
     from diffaug.benchmark.check import compare, format_checks, load_figures
     from diffaug.benchmark.config import BenchmarkConfig
     from diffaug.config import BaseConfig, load_section

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Before torch loads: see diffaug/__init__.py (OpenMP spin-wait on shared 2-core machines).
+# Before torch loads: passive OpenMP waiting, since the suite may share its cores with other
+# torch processes (CI, the `dvc repro` it starts); see diffaug/__init__.py and README.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402

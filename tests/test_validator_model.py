@@ -137,6 +137,27 @@ def test_predict_is_the_class_decision_of_predict_proba():
     assert v.predict(images[:0]).shape == (0, 32, 32)
 
 
+def test_vision_encoder_runs_on_nchw_latents():
+    """The VAE hands z_a on channels-last (it encodes the permuted image that way); V_psi must
+    get it NCHW-contiguous, where its one-channel-per-group GroupNorm is ~8x faster on CPU.
+    Checked on what V_psi receives in prediction and in training, and the values are unchanged."""
+    vae = tiny_vae()
+    images = np.random.default_rng(2).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    from diffaug.validator.inference import encode_images
+
+    z_a = encode_images(vae, images)
+    assert z_a.is_contiguous(memory_format=torch.channels_last) and not z_a.is_contiguous()
+    net = _net().eval()
+    seen = []
+    net.vision.register_forward_pre_hook(lambda _m, args: seen.append(args[0].is_contiguous()))
+    Validator(net, vae).predict(images)
+    with torch.no_grad():
+        f_cl = net.condition(z_a)
+        f_nchw = net.condition(z_a.contiguous())
+    assert seen == [True, True, True]
+    assert torch.equal(f_cl, f_nchw)
+
+
 def test_load_rejects_vae_with_other_latent_channels(tmp_path):
     save_validator(_net(), tmp_path / "v")
     with pytest.raises(InputError, match="latent channels"):

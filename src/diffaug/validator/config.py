@@ -60,7 +60,7 @@ class TrainValidatorConfig(Section):
     lambda_dice: float = Field(1.0, ge=0)  # weight of Dice(D(z0_hat), M_gt)
 
     # --- optimisation (paper: AdamW (0.9, 0.999) wd 0.01, cosine 1e-5 -> 1e-6, batch 4x4, 100k it) ---
-    steps: int = Field(500, ge=1)  # optimiser steps
+    steps: int = Field(800, ge=1)  # optimiser steps
     batch_size: int = Field(16, ge=1)
     grad_accum: int = Field(1, ge=1)  # gradient accumulation (paper: 4)
     lr: float = Field(1e-3, gt=0)  # peak AdamW lr
@@ -72,7 +72,7 @@ class TrainValidatorConfig(Section):
     # --- evaluation ---
     iterative_steps: int = Field(20, ge=1)  # T of iterative DDIM sampling (ablation "without latent estimation"; paper 50)
     eval_batch_size: int = Field(32, ge=1)
-    speed_repeats: int = Field(7, ge=1)  # interleaved timed rounds (median) of single-step vs iterative
+    speed_repeats: int = Field(15, ge=1)  # interleaved timed rounds (median) of single-step vs iterative
     # gate thresholds at which the validation frames' true masks (accepted?) and moved masks
     # (rejected?) are reported (metrics disc_accept_right_<th>, disc_reject_moved_<th>)
     report_thresholds: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=lambda: [0.3, 0.5, 0.7])

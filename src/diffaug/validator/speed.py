@@ -1,9 +1,11 @@
 """Single-step against iterative inference, measured side by side (issue item 8), and where the
 time of one single-step prediction goes.
 
-One batch, one network, the same thread settings; every path below is timed INTERLEAVED (one
-call of each per round, `repeats` rounds after a warm-up; `measure_many`) so that a burst of load
-from other processes hits them alike, and the median of each is used:
+One batch, one network, the same thread settings; the paths of each group below are timed
+INTERLEAVED (one call of each per round, `repeats` rounds after a warm-up; `measure_many`) so that
+a burst of load from other processes hits them alike, and the median of each is used. Each ratio's
+pair is its own group (and the parts a third), so that no short call is timed right after another
+path's large working set:
 
     single / iterative                 images in, masks out (VAE encoding and mask decoding
                                        included, as the gate runs it)
@@ -65,8 +67,14 @@ def time_paths(validator: Validator, images: np.ndarray, steps: int, *, repeats:
         "denoise": run(lambda: net.denoise(f, z_T, t)),
         "decode": run(lambda: validator.codec.decode_probs(z0.to(dtype))),
     }
-    return measure_many(fns, items=n, device=dev, warmup=warmup, repeats=repeats, min_time_s=min_time_s,
-                        memory=memory)
+    # each ratio's pair interleaved on its own: a ~30 ms single-step call timed right after a VAE
+    # pass or a 20-step loop starts with cold caches and reads ~10 % slow (ratio_latent ~17 in one
+    # 8-way round robin against ~19 from F + D + the noise draw timed apart)
+    out: dict = {}
+    for group in (("single", "iterative"), ("latent_single", "latent_iterative"), PATHS[4:]):
+        out |= measure_many({k: fns[k] for k in group}, items=n, device=dev, warmup=warmup, repeats=repeats,
+                            min_time_s=min_time_s, memory=memory)
+    return out
 
 
 def speed_summary(m: dict, steps: int) -> dict:
