@@ -11,7 +11,7 @@ import torch
 from diffaug.errors import InputError
 from diffaug.validator.codec import LearnedMaskCodec, VaeMaskCodec, probs_to_masks
 from diffaug.validator.config import TrainValidatorConfig
-from diffaug.validator.inference import Validator, single_step_estimate
+from diffaug.validator.inference import Validator, encode_images, single_step_estimate
 from diffaug.validator.metrics import mask_dice, mask_iou
 from diffaug.validator.model import (
     ValidatorNet,
@@ -140,11 +140,9 @@ def test_predict_is_the_class_decision_of_predict_proba():
 def test_vision_encoder_runs_on_nchw_latents():
     """The VAE hands z_a on channels-last (it encodes the permuted image that way); V_psi must
     get it NCHW-contiguous, where its one-channel-per-group GroupNorm is ~8x faster on CPU.
-    Checked on what V_psi receives in prediction and in training, and the values are unchanged."""
+    Checked on what V_psi receives in prediction and on a direct call; the values are unchanged."""
     vae = tiny_vae()
     images = np.random.default_rng(2).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
-    from diffaug.validator.inference import encode_images
-
     z_a = encode_images(vae, images)
     assert z_a.is_contiguous(memory_format=torch.channels_last) and not z_a.is_contiguous()
     net = _net().eval()

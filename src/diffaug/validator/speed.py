@@ -67,9 +67,9 @@ def time_paths(validator: Validator, images: np.ndarray, steps: int, *, repeats:
         "denoise": run(lambda: net.denoise(f, z_T, t)),
         "decode": run(lambda: validator.codec.decode_probs(z0.to(dtype))),
     }
-    # each ratio's pair interleaved on its own: a ~30 ms single-step call timed right after a VAE
-    # pass or a 20-step loop starts with cold caches and reads ~10 % slow (ratio_latent ~17 in one
-    # 8-way round robin against ~19 from F + D + the noise draw timed apart)
+    # each ratio's pair interleaved on its own: in one 8-way round robin the ~30 ms network-only
+    # single-step call came right after an images->masks call (VAE pass, large working set) and
+    # read ~10 % slow (ratio_latent ~17 against ~19 from F + D + the noise draw timed apart)
     out: dict = {}
     for group in (("single", "iterative"), ("latent_single", "latent_iterative"), PATHS[4:]):
         out |= measure_many({k: fns[k] for k in group}, items=n, device=dev, warmup=warmup, repeats=repeats,
