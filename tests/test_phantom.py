@@ -62,6 +62,29 @@ def test_polyp_sizes_include_small_and_flat_lesions(default_polyp):
     assert 0.1 < flat < 0.45
 
 
+def test_hard_case_shares_are_params_and_zero_gives_only_conspicuous_lesions():
+    cfg = PrepareConfig(phantom=PhantomConfig(train=40, test=2, normals=1, small_share=0.0, flat_share=0.0))
+    easy = generate_phantom(cfg, seed=0).train
+    area = easy.masks.reshape(40, -1).mean(axis=1)
+    # a frame's largest lesion is never from the small range; frames rarely carry a second lesion
+    assert (area >= 0.04).all() and not any(easy.flat)
+    # the same random draws decide everything else: where the default mix drew only large,
+    # raised lesions, the frame is identical
+    from diffaug.data.phantom_polyp import render_polyp_frame
+
+    same = 0
+    for i in range(12):
+        default = render_polyp_frame(np.random.default_rng([0, i]), 32, True)
+        conspicuous = render_polyp_frame(np.random.default_rng([0, i]), 32, True, small_share=0.0, flat_share=0.0)
+        if all(les.area_frac >= 0.05 and not les.flat for les in default[2]):
+            same += 1
+            np.testing.assert_array_equal(conspicuous[0], default[0])
+            np.testing.assert_array_equal(conspicuous[1], default[1])
+    assert same >= 3
+    with pytest.raises(ValueError, match="small_share"):
+        PhantomConfig(small_share=1.5)
+
+
 def test_best_single_threshold_fails_on_polyp_phantom(default_polyp):
     """Searched on train over R, G, B, luma, redness and saturation: Dice on test stays < 0.6,
     so a segmenter has to learn shape, shading and texture."""

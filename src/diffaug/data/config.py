@@ -18,6 +18,10 @@ class PhantomConfig(Section):
     train: int = Field(120, ge=4)  # labelled training frames
     test: int = Field(60, ge=2)  # labelled test frames
     normals: int = Field(40, ge=1)  # lesion-free backgrounds for synthesis (fundus: CDR < cdr_normal_max)
+    # polyp: the hard cases' shares. 0 and 0 give only large, raised, recoloured lesions (clearly
+    # painted: tests/test_gate_discrimination.py); the defaults mimic the paper's hard-case mix.
+    small_share: float = Field(0.35, ge=0.0, le=1.0)  # lesions drawn from the small range (0.6-4.5 % of the frame)
+    flat_share: float = Field(0.25, ge=0.0, le=1.0)  # lesions barely raised and barely recoloured ("flat")
 
 
 class SplitFiles(Section):

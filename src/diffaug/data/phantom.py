@@ -28,7 +28,9 @@ def _render_split(cfg: PrepareConfig, seed: int, split: str, count: int) -> Spli
     for i in track(range(count), f"prepare: phantom {family} {split}"):
         rng = np.random.default_rng([seed, _FAMILY_CODE[family], _SPLIT_CODE[split], i])
         if family == "polyp":
-            images[i], masks[i], lesions = render_polyp_frame(rng, size, with_lesion=split != "normals")
+            images[i], masks[i], lesions = render_polyp_frame(
+                rng, size, with_lesion=split != "normals",
+                small_share=cfg.phantom.small_share, flat_share=cfg.phantom.flat_share)
             # a frame counts as flat when all its lesions are flat (the hard case)
             flat.append(bool(lesions) and all(les.flat for les in lesions))
         else:

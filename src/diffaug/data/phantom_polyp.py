@@ -9,8 +9,8 @@ The scene is a height field lit from the camera (the endoscope carries its light
   camera, and the frame is cut by the dark, vignetted, octagon-cornered field of view.
 A polyp is a dome added to the height field (so it gets a shaded rim and a highlight on top)
 with its own albedo (paler or redder, pit-pattern texture) and an outline perturbed by random
-harmonics. Sizes are drawn from a mixture so that about a third are small (< 5 % of the frame);
-a quarter of the lesions are "flat": barely raised and barely recoloured (the hard cases of the
+harmonics. Sizes are drawn from a mixture so that about a third are small (< 5 % of the frame;
+`prepare.phantom.small_share`); a quarter (`flat_share`) of the lesions are "flat": barely raised and barely recoloured (the hard cases of the
 paper's Table 3). Colour shifts go both ways and the illumination varies by a large factor across
 the frame, so no single colour/intensity threshold separates lesion from mucosa.
 """
@@ -35,10 +35,8 @@ from diffaug.data.phantom_common import (
     to_uint8,
 )
 
-SMALL_SHARE = 0.35  # share of lesions drawn from the small range
 SMALL_RANGE = (0.006, 0.045)  # lesion area as a fraction of the frame
 LARGE_RANGE = (0.05, 0.28)
-FLAT_SHARE = 0.25
 
 
 @dataclass
@@ -57,22 +55,27 @@ def _field_of_view(yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator) -> 
     return smoothstep(1.0, 0.93, d)  # 1 inside, fading to 0 over a few pixels
 
 
-def _draw_lesions(rng: np.random.Generator, n: int, lumen: tuple[float, float]) -> list[Lesion]:
+def _draw_lesions(rng: np.random.Generator, n: int, lumen: tuple[float, float], small_share: float,
+                  flat_share: float) -> list[Lesion]:
     lesions = []
     for _ in range(n):
-        lo, hi = SMALL_RANGE if rng.random() < SMALL_SHARE else LARGE_RANGE
+        lo, hi = SMALL_RANGE if rng.random() < small_share else LARGE_RANGE
         area = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         radius = np.sqrt(area * 4.0 / np.pi)  # normalised units: the frame is 2 × 2
         for _ in range(50):  # inside the FOV, mostly outside the deep lumen
             cy, cx = rng.uniform(-0.75 + radius * 0.5, 0.75 - radius * 0.5, 2)
             if np.hypot(cy - lumen[0], cx - lumen[1]) > 0.2 + 0.5 * radius:
                 break
-        lesions.append(Lesion(float(cy), float(cx), area, bool(rng.random() < FLAT_SHARE)))
+        lesions.append(Lesion(float(cy), float(cx), area, bool(rng.random() < flat_share)))
     return lesions
 
 
-def render_polyp_frame(rng: np.random.Generator, size: int, with_lesion: bool) -> tuple[np.ndarray, np.ndarray, list[Lesion]]:
-    """One frame: image uint8 (size, size, 3), mask uint8 (size, size) in {0, 1}, lesions drawn."""
+def render_polyp_frame(rng: np.random.Generator, size: int, with_lesion: bool, small_share: float = 0.35,
+                       flat_share: float = 0.25) -> tuple[np.ndarray, np.ndarray, list[Lesion]]:
+    """One frame: image uint8 (size, size, 3), mask uint8 (size, size) in {0, 1}, lesions drawn.
+    `small_share` / `flat_share`: probability that a lesion is drawn from the small size range /
+    is flat (prepare.phantom; the same random draws whatever their values, so changing them
+    changes only the lesions they decide)."""
     S = size * SUPERSAMPLE
     yy, xx = grid(S)
     fov = _field_of_view(yy, xx, rng)
@@ -102,7 +105,7 @@ def render_polyp_frame(rng: np.random.Generator, size: int, with_lesion: bool) -
     albedo *= 1.0 - rng.uniform(0.15, 0.35) * vessels[..., None] * np.array([0.4, 1.0, 0.9], np.float32)
 
     mask = np.zeros((S, S), np.uint8)
-    lesions = _draw_lesions(rng, 1 + int(rng.random() < 0.12), lumen) if with_lesion else []
+    lesions = _draw_lesions(rng, 1 + int(rng.random() < 0.12), lumen, small_share, flat_share) if with_lesion else []
     for les in lesions:
         radius = np.sqrt(les.area_frac * 4.0 / np.pi)
         aspect = rng.uniform(0.7, 1.0)
