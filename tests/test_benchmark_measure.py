@@ -118,3 +118,24 @@ def test_measure_many_interleaves_and_extends_short_calls():
     assert order[:4] == ["fast", "slow", "fast", "slow"]  # a b a b: same load for both
     assert m["fast"].repeats == m["slow"].repeats >= 5  # rounds added until the 10 ms path ran 50 ms
     assert m["slow"].median_s > m["fast"].median_s
+
+
+def test_paired_ratio_cancels_a_drifting_machine_speed():
+    """Round i of each callable ran next to the other's round i. The machine gets slower and
+    faster between rounds (factor below); the second path also has a slow outlier round of its
+    own. Per-round ratios recover the true 10x; the ratio of medians does not."""
+    from diffaug.benchmark.measure import Measurement, measure_many, paired_ratio
+
+    speed = [1.0, 1.0, 1.6, 1.6, 1.6, 1.0, 1.0]
+    single = [0.01 * s for s in speed]
+    iterative = [0.1 * s for s in speed]
+    single[1] = 0.02  # a burst of load hit one single call: ratio 5 in that round
+    mk = lambda t: Measurement(sorted(t)[len(t) // 2], min(t), len(t), 4, 0.0, "cpu_rss_sampled", tuple(t))  # noqa: E731
+    a, b = mk(iterative), mk(single)
+    assert paired_ratio(a, b) == pytest.approx(10.0)
+    assert a.median_s / b.median_s == pytest.approx(0.1 / 0.016)  # 6.25: slow round of one, fast of the other
+    assert "times_s" not in a.as_dict()
+    with pytest.raises(ValueError, match="same measure_many"):
+        paired_ratio(a, mk(single[:3]))
+    m = measure_many({"x": lambda: None, "y": lambda: None}, items=1, repeats=3, memory=False)
+    assert len(m["x"].times_s) == len(m["y"].times_s) == m["x"].repeats == 3

@@ -25,7 +25,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psutil
@@ -102,13 +102,28 @@ class Measurement:
     items: int  # samples processed per call
     peak_mem_mb: float  # extra memory at peak during the calls (see module docstring)
     memory_kind: str  # 'cuda_max_allocated' or 'cpu_rss_sampled'
+    # every timed call in round order (measure_many: round i of each interleaved callable ran
+    # back to back, so ratios can be paired per round; `paired_ratio`); not in as_dict
+    times_s: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def items_per_s(self) -> float:
         return self.items / self.median_s if self.median_s > 0 else float("inf")
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "items_per_s": self.items_per_s}
+        d = asdict(self)
+        d.pop("times_s")
+        return {**d, "items_per_s": self.items_per_s}
+
+
+def paired_ratio(num: Measurement, den: Measurement) -> float:
+    """Median over rounds of num / den, each round's two calls timed next to each other by
+    `measure_many`. On a machine whose speed drifts (shared cores, clock changes), the ratio of
+    the two medians can pair a fast round of one with a slow round of the other; a per-round
+    ratio cancels the drift."""
+    if not num.times_s or len(num.times_s) != len(den.times_s):
+        raise ValueError("paired_ratio: both measurements must come from the same measure_many call")
+    return statistics.median(a / b for a, b in zip(num.times_s, den.times_s))
 
 
 class _RssSampler:
@@ -214,6 +229,7 @@ def measure_many(
             items=items,
             peak_mem_mb=peaks[name] / 2**20,
             memory_kind=kind,
+            times_s=tuple(times[name]),
         )
         for name in fns
     }
