@@ -10,9 +10,10 @@ The scene is a height field lit from the camera (the endoscope carries its light
 A polyp is a dome added to the height field (so it gets a shaded rim and a highlight on top)
 with its own albedo (paler or redder, pit-pattern texture) and an outline perturbed by random
 harmonics. Sizes are drawn from a mixture so that about a third are small (< 5 % of the frame;
-`prepare.phantom.small_share`); a quarter (`flat_share`) of the lesions are "flat": barely raised and barely recoloured (the hard cases of the
-paper's Table 3). Colour shifts go both ways and the illumination varies by a large factor across
-the frame, so no single colour/intensity threshold separates lesion from mucosa.
+`prepare.phantom.small_share`); a quarter (`flat_share`) of the lesions are "flat": barely
+raised and barely recoloured (the hard cases of the paper's Table 3). Colour shifts go both ways
+and the illumination varies by a large factor across the frame, so no single colour/intensity
+threshold separates lesion from mucosa.
 """
 
 from __future__ import annotations
@@ -74,8 +75,8 @@ def render_polyp_frame(rng: np.random.Generator, size: int, with_lesion: bool, s
                        flat_share: float = 0.25) -> tuple[np.ndarray, np.ndarray, list[Lesion]]:
     """One frame: image uint8 (size, size, 3), mask uint8 (size, size) in {0, 1}, lesions drawn.
     `small_share` / `flat_share`: probability that a lesion is drawn from the small size range /
-    is flat (prepare.phantom; the same random draws whatever their values, so changing them
-    changes only the lesions they decide)."""
+    is flat (prepare.phantom). The draws that compare against them happen whatever their values,
+    so a frame whose lesions they leave as they were comes out identical."""
     S = size * SUPERSAMPLE
     yy, xx = grid(S)
     fov = _field_of_view(yy, xx, rng)
