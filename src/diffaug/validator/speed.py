@@ -16,7 +16,7 @@ path's large working set:
 
 Each ratio is the median over rounds of the two calls' ratio within the round (`paired_ratio`):
 on this 2-core machine one single-step call took 26-47 ms within a minute as the machine's speed
-drifted, and the ratio of the two medians then read 17.8-19.5x over five runs of 15 rounds
+drifted, and the ratio of the two medians then read 17.9-19.5x over five runs of 15 rounds
 against 18.7-19.6x paired. The ratio of medians is reported too (`*_of_medians`).
 
 Both modes compute f_fused once and encode/decode once, so with F = condition and D = denoise
