@@ -17,6 +17,7 @@ import pytest
 from diffaug.validator.config import GateConfig, TrainValidatorConfig
 from diffaug.validator.discrimination import auc, moved_away
 from diffaug.validator.train import train_network
+from generate_support import TINY_GEN, make_prepared
 from validator_helpers import one_thread, small_validator_params  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -28,14 +29,8 @@ SEED = 1
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, one_thread):
-    from diffaug.config import parse_section
-    from diffaug.data.pipeline import prepare
-
     root = tmp_path_factory.mktemp("disc") / "prepared"
-    cfg = parse_section("prepare", {"image_size": SIZE, "preview_count": 2, "phantom": {
-        "family": "polyp", "train": 96, "test": 48, "normals": 4, "small_share": 0.0, "flat_share": 0.0}})
-    prepare(cfg, SEED, root, root.parent / "prepare.json")
-    return root
+    return make_prepared(root, size=SIZE, normals=4, train=96, test=48, seed=SEED, small_share=0.0, flat_share=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +45,8 @@ def vae(prepared):
 
     root = prepared.parent
     cfg = parse_section("finetune_generator", {
-        "vae": {"block_out_channels": [16, 32], "norm_num_groups": 8, "latent_channels": 4},  # f = 2: 16x16 latents
-        "unet": {"block_out_channels": [16, 32], "norm_num_groups": 8, "attention_head_dim": 4, "cross_attention_levels": 1},
-        "text_max_length": 8, "num_train_timesteps": 100, "checkpoint_every": 1000,
-        "vae_phase": {"steps": 400, "batch_size": 8, "lr": 2e-3},
+        **TINY_GEN, "vae": {"block_out_channels": [16, 32], "norm_num_groups": 8, "latent_channels": 4},  # f = 2: 16x16
+        "checkpoint_every": 1000, "vae_phase": {"steps": 400, "batch_size": 8, "lr": 2e-3},
         "pretrain_unet": False, "finetune_phase": {"steps": 0, "lr": 1e-3}})
     run_finetune_generator(cfg, BaseConfig(seed=SEED, device="cpu"), prepared, root / "generator", root / "ckpt",
                            root / "live", root / "generator.json")
