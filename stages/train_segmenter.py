@@ -9,7 +9,7 @@ train_segmenter.synthetic_ratio; or with its own ratio, e.g. diffaug-r3) and --s
 train_segmenter.seeds; dvc.yaml's matrix runs every pair. Writes --out
 (data/segmenters/<spec>-s<seed>/): model.safetensors and config.json (network spec, variant,
 ratio, seed, training summary); --live (dvclive training curves, plots/train_segmenter/<run>/ in
-dvc.yaml; default <out>/live); and --metrics
+dvc.yaml); --checkpoints (resumable state, data/checkpoints/train_segmenter/<run>/); and --metrics
 (metrics/train_segmenter/<run>.json). Bad input stops with one line and writes nothing.
 """
 
@@ -32,8 +32,9 @@ def main(
     generator: Path = typer.Option(Path("data/generator"), "--generator", help="generator folder (vae/, unet/); read by architecture latent only"),
     validator: Path = typer.Option(Path("data/validator"), "--validator", help="trained validator; read by architecture latent only"),
     out: Path = typer.Option(None, "--out", help="run folder to write; default data/segmenters/<spec>-s<seed>"),
-    live: Path = typer.Option(None, "--live", help="dvclive curves folder; default <out>/live"),
+    live: Path = typer.Option(None, "--live", help="dvclive curves folder; default: no curves"),
     metrics: Path = typer.Option(None, "--metrics", help="metrics JSON; default metrics/train_segmenter/<run name>.json"),
+    checkpoints: Path = typer.Option(None, "--checkpoints", help="resumable checkpoints of this run (dvc.yaml: data/checkpoints/train_segmenter/<run>); default: none"),
 ) -> None:
     from diffaug.config import BaseConfig, load_section
     from diffaug.errors import ConfigError
@@ -50,10 +51,11 @@ def main(
     name = run_name(run, seed)
     out = out or Path("data/segmenters") / name
     metrics = metrics or Path("metrics/train_segmenter") / f"{name}.json"
-    summary = run_training(cfg, base, run, seed, prepared, gated, out, metrics, live, generator, validator)
+    summary = run_training(cfg, base, run, seed, prepared, gated, out, metrics, live, generator, validator, checkpoints)
     warn = f" (warning: {'; '.join(summary['warnings'])})" if summary["warnings"] else ""
     typer.echo(
         f"train_segmenter: {name} → {out}: {summary['n_real']} real + {summary['n_extra']} extra pairs, "
-        f"{summary['epochs']} passes, loss {summary['loss_first']:.3f} → {summary['loss_last']:.3f}, "
-        f"{summary['seconds']:.1f} s{warn}"
+        f"{summary['steps']} steps, loss {summary['loss_first']:.3f} → {summary['loss_last']:.3f}, "
+        f"best validation Dice {summary['val_dice_best']:.3f} at step {summary['best_step']} of {summary['n_val']} "
+        f"held-out frames, {summary['seconds']:.1f} s{warn}"
     )

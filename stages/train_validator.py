@@ -2,7 +2,7 @@
 
 Reads the real training split (data/prepared/), the generator's frozen VAE (data/generator/vae)
 and its U-Net (data/generator/unet, to initialise the denoiser's encoder). Holds out a validation
-part, trains with the objective of eq. 12 (resumable checkpoints in data/checkpoints/train_validator/),
+part (whole video sequences where the data set has them), trains with the objective of eq. 12 (resumable checkpoints in data/checkpoints/train_validator/),
 and writes data/validator/ (model.safetensors + config.json), dvclive curves in --live (plots/train_validator/ in dvc.yaml)
 and metrics/train_validator.json (validation Dice/IoU single-step and iterative, speed ratio).
 """
@@ -26,12 +26,11 @@ def main(
     live_dir: Path = typer.Option("plots/train_validator", "--live", help="dvclive folder (training curves)"),
     metrics: Path = typer.Option("metrics/train_validator.json", help="metrics JSON"),
 ) -> None:
-    import shutil
-
     from diffaug.config import load_section
     from diffaug.data.prepared import load_fingerprint, load_split
     from diffaug.io import atomic_dir, write_json
     from diffaug.runtime import resolve_runtime
+    from diffaug.training.curves import Curves
     from diffaug.validator.fit import train_validator
     from diffaug.validator.loading import load_generator_parts
     from diffaug.validator.model import save_validator
@@ -42,15 +41,12 @@ def main(
     train = load_split(prepared, "train")
     num_classes = int(load_fingerprint(prepared)["num_classes"])
     vae, unet_state = load_generator_parts(generator, need_unet=cfg.init_from_generator)
-
-    from dvclive import Live
-
-    shutil.rmtree(live_dir, ignore_errors=True)  # curves of this run only (a resumed run logs from its step)
-    with Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None) as live:
-        result = train_validator(train.images, train.masks, vae, cfg, num_classes, seed=runtime.seed,
-                                 device=runtime.device, mixed_precision=runtime.mixed_precision,
-                                 generator_unet_state=unet_state, checkpoint_dir=checkpoints, live=live,
-                                 size_class=train.table["size_class"].to_numpy() if "size_class" in train.table else None)
+    table = train.table
+    with Curves(live_dir) as curves:
+        result = train_validator(train.images, train.masks, vae, cfg, num_classes, runtime,
+                                 generator_unet_state=unet_state, checkpoint_dir=checkpoints, curves=curves,
+                                 size_class=table["size_class"].to_numpy() if "size_class" in table else None,
+                                 groups=table["group"].astype(str).to_numpy() if "group" in table else None)
     with atomic_dir(out) as tmp:
         save_validator(result.net, tmp)
     write_json(metrics, result.metrics)

@@ -21,7 +21,7 @@ def _write_prepared(folder, images, masks):
     save_npz(folder / "train.npz", images=images, masks=masks, ids=ids)
     size = np.where(np.arange(len(ids)) % 2 == 0, "small", "large")
     pd.DataFrame({"id": ids, "split": "train", "size_class": size}).to_csv(folder / "manifest.csv", index=False)
-    (folder / "fingerprint.json").write_text(json.dumps({"family": "polyp", "num_classes": 1, "image_size": 32}))
+    (folder / "fingerprint.json").write_text(json.dumps({"family": "polyp", "num_classes": 2, "image_size": 32}))
 
 
 def _write_raw(folder, images, masks, size_class=None):
@@ -69,6 +69,10 @@ def _gate(root, raw, out, params=None, **extra):
 
 def test_train_validator_writes_model_metrics_curves(trained):
     assert {p.name for p in (trained / "validator").iterdir()} == {"model.safetensors", "config.json"}
+    # fingerprint.json counts background (polyp: 2); the validator is built for the one foreground
+    # class (its codec one-hot: background + polyp), not for a phantom second lesion class
+    config = json.loads((trained / "validator" / "config.json").read_text())
+    assert config["num_classes"] == 1
     m = json.loads((trained / "metrics" / "train_validator.json").read_text())
     for key in ("val_dice_single", "val_iou_single", "val_dice_iterative", "val_iou_iterative", "speed_ratio",
                 "speed_ratio_latent", "speed_ratio_goal", "init_copied_tensors", "codec_recon_dice_learned",
@@ -81,7 +85,7 @@ def test_train_validator_writes_model_metrics_curves(trained):
     parts = [m[f"speed_ms_{k}"] for k in ("encode", "condition", "denoise", "decode")]
     assert all(p > 0 for p in parts)
     assert m["speed_condition_per_denoise"] == pytest.approx(m["speed_ms_condition"] / m["speed_ms_denoise"])
-    assert (trained / "ckpt" / "last" / "state.pt").is_file()
+    assert (trained / "ckpt" / "network" / "trainer.json").is_file() and (trained / "ckpt" / "codec").is_dir()
     assert list((trained / "live").rglob("loss.tsv"))
 
 

@@ -54,7 +54,7 @@ def test_kill_and_resume_gives_identical_weights(prepared, tmp_path, write_param
     args = (cfg, base, prepared, tmp_path / "k_gen", tmp_path / "k_ck", tmp_path / "k_live", tmp_path / "k.json")
     assert run_finetune_generator(*args, stop_after=3) is None
     assert not (tmp_path / "k_gen").exists() and not (tmp_path / "k.json").exists()  # no partial output
-    assert json.loads((tmp_path / "k_ck/state/progress.json").read_text())["step"] == 2
+    assert json.loads((tmp_path / "k_ck/vae/trainer.json").read_text())["step"] == 2
     assert run_finetune_generator(*args, stop_after=8) is None
     resumed = _cli(params, prepared, tmp_path, "k")
     assert resumed.exit_code == 0, resumed.output
@@ -71,6 +71,10 @@ def test_kill_and_resume_gives_identical_weights(prepared, tmp_path, write_param
     # the final losses of the resumed run are the unbroken run's (history travels in the checkpoint)
     assert m2["finetune_final_loss"] == pytest.approx(metrics["finetune_final_loss"])
     assert m2["vae_final_loss"] == pytest.approx(metrics["vae_final_loss"])
+    # and so is the whole curve, steps before the kills included
+    for name in ("vae/loss.tsv", "finetune/loss.tsv", "vae/psnr.tsv"):
+        assert (tmp_path / "k_live/plots/metrics" / name).read_text() == \
+            (tmp_path / "full_live/plots/metrics" / name).read_text(), name
 
 
 def test_finished_checkpoint_is_reused_only_by_the_same_code(prepared, tmp_path, write_params, monkeypatch):
@@ -98,7 +102,7 @@ def test_changed_params_do_not_resume_stale_checkpoint(prepared, tmp_path, write
                                                   "vae_phase": {"steps": 2, "batch_size": 2, "disc_weight": 0.5}})
     m = run_finetune_generator(other, base, *args)
     assert m["resumed_from_step"] == 0 and m["steps_run"] == 6  # fresh run (with the patch GAN on)
-    assert (tmp_path / "ck/state/disc.safetensors").is_file()
+    assert (tmp_path / "ck/vae/model_1.safetensors").is_file()  # the discriminator travels with the VAE phase
 
 
 def test_bad_inputs_one_line_no_output(prepared, tmp_path, write_params):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffaug.segmenter.augment import augment_batch, build_standard_transform
+from diffaug.segmenter.augment import augment_batch
 from diffaug.segmenter.config import CopyPasteConfig, StandardAugmentConfig
 from diffaug.segmenter.copypaste import extract_lesions, make_copypaste_set, paste
 from tests.segmenter_support import toy_pairs
@@ -22,8 +22,9 @@ def _batch(two_class=False):
 
 def test_same_geometry_on_image_and_mask():
     x, y = _batch()
-    cfg = StandardAugmentConfig(rotation_degrees=40, scale_min=0.8, scale_max=1.2, elastic_prob=1.0, elastic_alpha=15)
-    xa, ya = augment_batch(x, y, build_standard_transform(cfg), np.random.default_rng(0))
+    cfg = StandardAugmentConfig(rotation_degrees=40, scale_min=0.8, scale_max=1.2, elastic_prob=1.0, elastic_alpha=6,
+                                brightness=0, contrast=0, saturation=0)
+    xa, ya = augment_batch(x, y, cfg, torch.Generator().manual_seed(0))
     assert xa.shape == x.shape and ya.shape == y.shape and ya.dtype == y.dtype
     assert not torch.equal(ya, y), "augmentation changed nothing"
     from_image = xa[:, 0] > 0.5
@@ -36,13 +37,25 @@ def test_same_geometry_on_image_and_mask():
 
 def test_class_indices_survive_and_seed_determines_output():
     x, y = _batch(two_class=True)
-    transform = build_standard_transform(StandardAugmentConfig(elastic_prob=1.0))
-    a = augment_batch(x, y, transform, np.random.default_rng(7))
-    b = augment_batch(x, y, transform, np.random.default_rng(7))
-    c = augment_batch(x, y, transform, np.random.default_rng(8))
+    cfg = StandardAugmentConfig(elastic_prob=1.0)
+    a = augment_batch(x, y, cfg, torch.Generator().manual_seed(7))
+    b = augment_batch(x, y, cfg, torch.Generator().manual_seed(7))
+    c = augment_batch(x, y, cfg, torch.Generator().manual_seed(8))
     assert set(torch.unique(a[1]).tolist()) <= {0, 1, 2}
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[1], c[1])
+
+
+def test_each_sample_gets_its_own_geometry_and_identity_settings_change_nothing():
+    x, y = _batch()
+    x, y = x[:1].repeat(6, 1, 1, 1), y[:1].repeat(6, 1, 1)  # six copies of one pair
+    xa, ya = augment_batch(x, y, StandardAugmentConfig(), torch.Generator().manual_seed(1))
+    assert len({tuple(m.flatten().tolist()) for m in ya}) == 6  # six different draws
+    assert 0 <= xa.min() and xa.max() <= 1
+    still = StandardAugmentConfig(flip_prob=0, rotation_degrees=0, scale_min=1, scale_max=1, translate=0,
+                                  elastic_prob=0, brightness=0, contrast=0, saturation=0)
+    xs, ys = augment_batch(x, y, still, torch.Generator().manual_seed(1))
+    assert torch.equal(ys, y) and torch.allclose(xs, x, atol=1e-5)
 
 
 def test_copypaste_count_and_masks_match_pasted_pixels():

@@ -14,7 +14,7 @@ from diffaug.segmenter import load_segmenter, planned_runs
 from tests.segmenter_support import write_gated, write_prepared
 
 runner = CliRunner()
-TINY = {"epochs": 2, "channels": [8, 16], "num_res_units": 0, "batch_size": 8}
+TINY = {"steps": 6, "warmup_steps": 0, "eval_every": 3, "channels": [8, 16], "num_res_units": 0, "batch_size": 8}
 
 
 @pytest.fixture
@@ -32,18 +32,21 @@ def _invoke(params, *args):
 def test_diffaug_run_writes_model_config_curves_metrics(setup):
     tmp, prepared, gated, params = setup
     out, metrics = tmp / "segmenters" / "diffaug-r0.5-s1", tmp / "metrics" / "diffaug-r0.5-s1.json"
+    live, ckpt = tmp / "plots" / "diffaug-r0.5-s1", tmp / "ckpt" / "diffaug-r0.5-s1"
     res = _invoke(params, "--run", "diffaug-r0.5", "--seed", "1", "--prepared", prepared, "--gated", gated,
-                  "--out", out, "--metrics", metrics)
+                  "--out", out, "--metrics", metrics, "--live", live, "--checkpoints", ckpt)
     assert res.exit_code == 0, res.output
-    assert "diffaug-r0.5-s1" in res.output
-    assert (out / "model.safetensors").is_file()
-    assert (out / "live" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
+    assert "diffaug-r0.5-s1" in res.output and "best validation Dice" in res.output
+    assert {p.name for p in out.iterdir()} == {"model.safetensors", "config.json"}
+    assert (live / "plots" / "metrics" / "train" / "loss.tsv").is_file()
+    assert not (live / "metrics.json").exists()  # the run's metrics file is metrics/train_segmenter/<run>.json
+    assert json.loads((ckpt / "run" / "trainer.json").read_text())["step"] == 6
     config = json.loads((out / "config.json").read_text())
     assert config["run"] == {"name": "diffaug-r0.5-s1", "spec": "diffaug-r0.5", "group": "diffaug-r0.5",
                              "variant": "diffaug", "ratio": 0.5, "seed": 1, "base_seed": 0}
-    assert config["training"]["n_extra"] == 6 and config["training"]["real_exposure"] == 2
+    assert config["training"]["n_extra"] == 6 and config["training"]["real_exposure"] == 3  # 48 draws over 13
     m = json.loads(metrics.read_text())
-    assert m["n_real"] == 16 and m["loss_last"] > 0
+    assert m["n_real"] == 13 and m["n_val"] == 3 and m["loss_last"] > 0 and m["best_step"] in (3, 6)
     seg = load_segmenter(out, "cpu")
     assert seg.predict(__import__("numpy").zeros((3, 32, 32, 3), "uint8")).shape == (3, 32, 32)
 
@@ -90,7 +93,7 @@ def test_empty_gate_with_error_policy(setup, write_params):
         ({"runs": ["standard-r0", "mixup-r0"]}, "unknown variant 'mixup'"),
         ({"synthetic_share": 1.0}, "train_segmenter.synthetic_share"),
         ({"seeds": [0, 0]}, "distinct"),
-        ({"epochs": 3, "real_only_epochs": 3}, "real_only_epochs"),
+        ({"steps": 3, "real_only_steps": 3}, "real_only_steps"),
         ({"augment": {"elastic_prob": 2}}, "train_segmenter.augment.elastic_prob"),
         ({"lr": 0.01, "batch": 3}, "unknown key"),
     ],

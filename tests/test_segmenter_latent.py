@@ -27,7 +27,7 @@ from tests.segmenter_support import toy_pairs, write_gated, write_prepared
 from validator_helpers import one_thread, save_generator, small_validator_params, tiny_generator_unet, tiny_vae  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-LATENT = dict(architecture="latent", batch_size=8, eval_batch_size=16, latent={"lr": 3e-3})
+LATENT = dict(architecture="latent", batch_size=8, eval_batch_size=16, warmup_steps=0, eval_every=12, log_every=6, latent={"lr": 3e-3})
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_started_from_the_validator_it_predicts_what_the_validator_predicts(part
 def test_latent_run_learns_keeps_frozen_parts_and_round_trips(parts, runtime, tmp_path):
     train = Pairs(*toy_pairs(24, 32, seed=0))
     test_images, test_masks = toy_pairs(12, 32, seed=1)
-    cfg = TrainSegmenterConfig(epochs=12, **LATENT)
+    cfg = TrainSegmenterConfig(steps=36, **LATENT)
     result = train_segmenter(train, 2, cfg, "standard", 0.0, 0, runtime, latent_parts=parts)
     s, seg = result.summary, result.segmenter
     assert seg.spec.architecture == "latent" and s["steps"] == 36
@@ -85,7 +85,7 @@ def test_latent_run_learns_keeps_frozen_parts_and_round_trips(parts, runtime, tm
 
 def test_latent_needs_matching_parts(parts, runtime):
     train = Pairs(*toy_pairs(8, 32, seed=0))
-    cfg = TrainSegmenterConfig(epochs=1, **LATENT)
+    cfg = TrainSegmenterConfig(steps=3, **LATENT)
     with pytest.raises(InputError, match="needs the generator VAE and the trained validator"):
         train_segmenter(train, 2, cfg, "none", 0.0, 0, runtime)
     other = LatentParts(vae=tiny_vae(latent_channels=8), validator=parts.validator)
@@ -100,7 +100,7 @@ def test_cli_latent_run_and_missing_validator(parts, tmp_path, write_params):
     parts.vae.save_pretrained(tmp_path / "generator" / "vae")  # the VAE the validator was trained with
     save_validator(parts.validator, tmp_path / "validator")
     params = write_params({"base": {"seed": 0, "device": "cpu"},
-                           "train_segmenter": {"epochs": 1, "architecture": "latent", "batch_size": 8}})
+                           "train_segmenter": {"steps": 3, "warmup_steps": 0, "architecture": "latent", "batch_size": 8}})
     runner = CliRunner()
     common = ["train_segmenter", "--params", str(params), "--run", "diffaug", "--prepared", str(prepared),
               "--gated", str(gated), "--generator", str(generator)]
@@ -125,7 +125,7 @@ def test_two_class_masks(runtime):
     vae = tiny_vae()
     net, _ = train_network(images, masks, vae, TrainValidatorConfig(**small_validator_params(steps=30, codec_steps=40)),
                            2, seed=0)
-    cfg = TrainSegmenterConfig(epochs=12, **LATENT)
+    cfg = TrainSegmenterConfig(steps=36, **LATENT)
     result = train_segmenter(Pairs(images, masks), 3, cfg, "standard", 0.0, 0, runtime,
                              latent_parts=LatentParts(vae=vae, validator=net))
     test_images, test_masks = toy_pairs(12, 32, seed=1, two_class=True)

@@ -1,4 +1,5 @@
-"""A short training run learns; save/load round trip; extra pairs keep real exposure; determinism."""
+"""A short training run learns and is selected on validation; kill + resume; save/load round trip;
+extra pairs keep real exposure; determinism."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from diffaug.segmenter.config import TrainSegmenterConfig
 from diffaug.segmenter.data import Pairs
 from tests.segmenter_support import toy_pairs
 
-FAST = dict(channels=[8, 16], num_res_units=0, batch_size=8, lr=0.01, eval_batch_size=16)
+FAST = dict(channels=[8, 16], num_res_units=0, batch_size=8, lr=0.01, warmup_steps=0, eval_batch_size=16,
+            eval_every=25, log_every=5)
 
 
 def _dice(pred, gt):
@@ -37,7 +39,7 @@ def data():
 @pytest.fixture(scope="module")
 def trained(data, runtime, tmp_path_factory):
     train, _ = data
-    cfg = TrainSegmenterConfig(epochs=25, **FAST)
+    cfg = TrainSegmenterConfig(steps=75, **FAST)
     live = tmp_path_factory.mktemp("live")
     return train_segmenter(train, 2, cfg, "standard", 0.0, 0, runtime, live_dir=live), live
 
@@ -53,6 +55,36 @@ def test_short_run_lowers_loss_and_beats_trivial_predictors(trained, data):
     all_lesion = _dice(np.ones_like(test_masks), test_masks)  # the best trivial predictor
     assert dice > max(0.7, all_lesion + 0.3), (dice, all_lesion)
     assert (live / "plots" / "metrics" / "train" / "loss.tsv").is_file()  # dvclive curve
+    val = (live / "plots" / "metrics" / "train" / "val" / "dice.tsv").read_text().splitlines()
+    assert [r.split("\t")[0] for r in val[1:]] == ["25", "50", "75"]  # validated every eval_every steps
+    assert s["best_step"] in (25, 50, 75) and s["n_val"] == 5 and s["n_real"] == 19
+    best = max(float(r.split("\t")[1]) for r in val[1:])
+    assert s["val_dice_best"] == pytest.approx(best)
+
+
+def test_kill_and_resume_gives_the_same_weights(data, runtime, tmp_path):
+    from diffaug.training.trainer import TrainingStopped
+
+    train, _ = data
+    synthetic = Pairs(*toy_pairs(10, 32, seed=9), iou=np.full(10, 0.8, np.float32))
+    cfg = TrainSegmenterConfig(steps=20, checkpoint_every=5, **{**FAST, "eval_every": 5})
+    full = train_segmenter(train, 2, cfg, "diffaug", 1.0, 0, runtime, synthetic=synthetic,
+                           checkpoints=tmp_path / "a", live_dir=tmp_path / "live_a")
+    with pytest.raises(TrainingStopped):  # killed after 13 steps: the last checkpoint is at 10
+        train_segmenter(train, 2, cfg, "diffaug", 1.0, 0, runtime, synthetic=synthetic,
+                        checkpoints=tmp_path / "b", stop_after=13)
+    assert not (tmp_path / "live_b").exists()
+    resumed = train_segmenter(train, 2, cfg, "diffaug", 1.0, 0, runtime, synthetic=synthetic,
+                              checkpoints=tmp_path / "b", live_dir=tmp_path / "live_b")
+    assert resumed.summary["resumed_from_step"] == 10
+    a, b = full.segmenter.net.state_dict(), resumed.segmenter.net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a), "weights differ after kill + resume"
+    assert resumed.summary["best_step"] == full.summary["best_step"]
+    for tsv in ("train/loss.tsv", "train/val/dice.tsv"):
+        assert (tmp_path / "live_b/plots/metrics" / tsv).read_text() == (tmp_path / "live_a/plots/metrics" / tsv).read_text()
+    again = train_segmenter(train, 2, cfg, "diffaug", 1.0, 0, runtime, synthetic=synthetic, checkpoints=tmp_path / "b")
+    assert again.summary["resumed_from_step"] == 20  # a finished run is loaded, not retrained
+    assert all(torch.equal(a[k], again.segmenter.net.state_dict()[k]) for k in a)
 
 
 def test_save_load_round_trip(trained, data, tmp_path):
@@ -74,21 +106,21 @@ def test_load_segmenter_bad_folder(tmp_path):
 def test_extra_pairs_keep_real_exposure_and_weights(data, runtime):
     train, _ = data
     synthetic = Pairs(*toy_pairs(10, 32, seed=9), iou=np.linspace(0.7, 0.9, 10).astype(np.float32))
-    cfg = TrainSegmenterConfig(epochs=2, synthetic_share=0.5, weight_by_gate_iou=True, **FAST)
+    cfg = TrainSegmenterConfig(steps=6, synthetic_share=0.5, weight_by_gate_iou=True, **FAST)
     none = train_segmenter(train, 2, cfg, "none", 0.0, 0, runtime).summary
     diff = train_segmenter(train, 2, cfg, "diffaug", 2.0, 0, runtime, synthetic=synthetic).summary
     cp = train_segmenter(train, 2, cfg, "copypaste", 0.5, 0, runtime).summary
-    assert none["real_exposure"] == diff["real_exposure"] == cp["real_exposure"] == 2
-    assert none["steps"] == diff["steps"] == cp["steps"]
-    assert diff["n_extra"] == 10 and any("accepted 10" in w for w in diff["warnings"])  # asked 48, pool 10
+    assert none["real_exposure"] == diff["real_exposure"] == cp["real_exposure"] == 2  # 6 x 8 draws over 19 pairs
+    assert none["steps"] == diff["steps"] == cp["steps"] == 6
+    assert diff["n_extra"] == 10 and any("accepted 10" in w for w in diff["warnings"])  # asked 38, pool 10
     assert 0.7 <= diff["extra_weight_mean"] <= 0.9
-    assert cp["n_extra"] == 12  # copypaste adds round(ratio x N_real), like diffaug
+    assert cp["n_extra"] == 10  # copypaste adds round(ratio x N_real) = 0.5 x 19, like diffaug
 
 
 def test_empty_synthetic_warns_or_errors(data, runtime):
     train, _ = data
     empty = Pairs(np.zeros((0, 32, 32, 3), np.uint8), np.zeros((0, 32, 32), np.uint8))
-    cfg = TrainSegmenterConfig(epochs=1, **FAST)
+    cfg = TrainSegmenterConfig(steps=3, **FAST)
     s = train_segmenter(train, 2, cfg, "diffaug", 1.0, 0, runtime, synthetic=empty).summary
     assert s["n_extra"] == 0 and "no accepted synthetic pairs" in s["warnings"][0]
     cfg.on_empty_synthetic = "error"
@@ -98,7 +130,7 @@ def test_empty_synthetic_warns_or_errors(data, runtime):
 
 def test_same_seed_same_weights_other_seed_differs(data, runtime):
     train, _ = data
-    cfg = TrainSegmenterConfig(epochs=1, **FAST)
+    cfg = TrainSegmenterConfig(steps=3, **FAST)
     a = train_segmenter(train, 2, cfg, "standard", 0.0, 3, runtime).segmenter.net.state_dict()
     b = train_segmenter(train, 2, cfg, "standard", 0.0, 3, runtime).segmenter.net.state_dict()
     c = train_segmenter(train, 2, cfg, "standard", 0.0, 4, runtime).segmenter.net.state_dict()

@@ -6,8 +6,11 @@ import pytest
 import torch
 
 from diffaug.validator.config import TrainValidatorConfig
-from diffaug.validator.fit import split_train_val
-from diffaug.validator.train import train_network
+from diffaug.data.holdout import holdout
+from diffaug.training.curves import Curves
+from diffaug.training.trainer import TrainingStopped
+from diffaug.validator.model import ValidatorNet
+from diffaug.validator.train import model_config_from, train_network
 from diffaug.validator.inference import Validator
 from diffaug.validator.metrics import mask_dice
 from validator_helpers import blob_data, one_thread, small_validator_params, tiny_vae  # noqa: F401
@@ -21,37 +24,40 @@ def test_resume_gives_the_same_weights_and_loss_falls(tmp_path):
     vae = tiny_vae()
     full, info = train_network(images, masks, vae, cfg, 1, seed=3, checkpoint_dir=tmp_path / "a")
     assert info.steps == 30 and info.resumed_from == 0
-    untrained, _ = train_network(images, masks, vae, cfg, 1, seed=3, max_steps=0)
+    assert info.curve[-1][1] < info.curve[0][1]  # the eq. 12 loss falls
+    torch.manual_seed(3)
+    untrained = ValidatorNet(model_config_from(cfg, vae, 1))
+    untrained.set_codec_scale(full.config.codec_scale)
+    untrained.codec.load_state_dict(full.codec.state_dict())  # same codec: only the network differs
     dice = {name: float(mask_dice(Validator(n, vae).predict(images), masks).mean())
             for name, n in (("untrained", untrained), ("trained", full))}
     print("train-set Dice before / after 30 steps:", dice)
     assert dice["trained"] > dice["untrained"] + 0.1  # the objective of eq. 12 teaches segmentation
 
-    _, part = train_network(images, masks, vae, cfg, 1, seed=3, checkpoint_dir=tmp_path / "b", max_steps=20)
-    assert part.steps == 20
+    with pytest.raises(TrainingStopped):  # killed after 25 steps: the last checkpoint is at 20
+        train_network(images, masks, vae, cfg, 1, seed=3, checkpoint_dir=tmp_path / "b", stop_after=25)
     resumed, info_b = train_network(images, masks, vae, cfg, 1, seed=3, checkpoint_dir=tmp_path / "b")
     assert info_b.resumed_from == 20 and info_b.steps == 30
     a, b = full.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys()
-    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a), "weights differ after kill + resume"
 
     # a resumed run, and a rerun on a finished checkpoint (nothing left to train), still draw the
     # whole curve: the checkpoint carries every log point
-    from dvclive import Live
+    import pandas as pd
 
-    for name, ckpt in (("resumed", "c"), ("finished", "c")):
-        if name == "resumed":
-            train_network(images, masks, vae, cfg, 1, seed=3, checkpoint_dir=tmp_path / ckpt, max_steps=20)
-        with Live(dir=str(tmp_path / name), save_dvc_exp=False, dvcyaml=None, report=None) as live:
-            train_network(images, masks, vae, cfg, 1, seed=3, checkpoint_dir=tmp_path / ckpt, live=live)
-        import pandas as pd
-
+    with pytest.raises(TrainingStopped):
+        train_network(images, masks, vae, cfg, 1, seed=3, checkpoint_dir=tmp_path / "c", stop_after=20)
+    for name in ("resumed", "finished"):
+        with Curves(tmp_path / name) as curves:
+            train_network(images, masks, vae, cfg, 1, seed=3, checkpoint_dir=tmp_path / "c", curves=curves)
         curve = pd.read_csv(tmp_path / name / "plots" / "metrics" / "train" / "loss.tsv", sep="\t")
         assert curve["step"].tolist() == [5, 10, 15, 20, 25, 30], (name, curve)
 
     other = cfg.model_copy(update={"lr": 1e-3})  # other params: the checkpoint is not reused
-    _, info_c = train_network(images, masks, vae, other, 1, seed=3, checkpoint_dir=tmp_path / "b", max_steps=0)
-    assert info_c.resumed_from == 0
+    with pytest.raises(TrainingStopped):
+        train_network(images, masks, vae, other, 1, seed=3, checkpoint_dir=tmp_path / "b", stop_after=0)
+    assert not (tmp_path / "b" / "network").exists()  # the foreign checkpoint was removed, none written yet
 
 
 def test_two_class_masks_train_and_predict():
@@ -66,7 +72,12 @@ def test_two_class_masks_train_and_predict():
     assert pred.shape == (2, 32, 32) and pred.max() <= 2
 
 
-def test_split_is_seeded_and_disjoint():
-    tr, va = split_train_val(20, 0.2, seed=0)
-    assert len(va) == 4 and len(tr) == 16 and not set(tr) & set(va)
-    assert (split_train_val(20, 0.2, seed=0)[1] == va).all()
+def test_holdout_keeps_sequences_whole_and_is_seeded():
+    groups = [f"seq{i // 5}" for i in range(40)]  # 8 videos of 5 frames
+    tr, va = holdout(groups, 0.2, seed=0)
+    assert len(va) == 10 and len(tr) == 30 and not set(tr) & set(va)
+    assert {groups[i] for i in va}.isdisjoint({groups[i] for i in tr})  # no video on both sides
+    assert (holdout(groups, 0.2, seed=0)[1] == va).all()
+    assert not (holdout(groups, 0.2, seed=1)[1] == va).all()
+    tr, va = holdout([str(i) for i in range(20)], 0.2, seed=0)  # frames as their own groups
+    assert len(va) == 4 and len(tr) == 16

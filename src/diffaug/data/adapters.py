@@ -194,10 +194,11 @@ def read_pair(cfg: PrepareConfig, img_path: Path, mask_path: Path, fixes: Counte
 
 
 def _read_split(cfg: PrepareConfig, root: Path, stems: list[str], images: dict[str, Path], masks: dict[str, Path],
-                fixes: Counter, empties: list[int], label: str) -> Split:
+                fixes: Counter, empties: list[int], label: str, groups: dict[str, str]) -> Split:
     n, size = len(stems), cfg.image_size
     out = Split(np.zeros((n, size, size, 3), np.uint8), np.zeros((n, size, size), np.uint8), list(stems),
-                [str(images[s].relative_to(root)) if images[s].is_relative_to(root) else str(images[s]) for s in stems])
+                [str(images[s].relative_to(root)) if images[s].is_relative_to(root) else str(images[s]) for s in stems],
+                groups=[groups.get(s, s) for s in stems])
     for i, stem in enumerate(track(stems, f"prepare: reading {label}")):
         out.images[i], out.masks[i] = read_pair(cfg, images[stem], masks[stem], fixes)
         if not out.masks[i].any():
@@ -223,10 +224,14 @@ def load_real_dataset(cfg: PrepareConfig, seed: int) -> Dataset:
         keep = rng.permutation(len(train_stems))[: cfg.train_limit]
         train_stems = sorted(train_stems[i] for i in keep)
 
+    # what must stay on one side of a split (the validation part of train too): the video sequence
+    groups = {}
+    if cfg.dataset == "cvc_clinicdb" and cfg.sequence_table:
+        groups = {s: f"seq{g}" for s, g in zip(stems, _sequence_groups(cfg.sequence_table, root, stems), strict=True)}
     fixes: Counter = Counter()
     train_empty: list[int] = []
-    train = _read_split(cfg, root, train_stems, images, masks, fixes, train_empty, "train")
-    test = _read_split(cfg, root, test_stems, images, masks, fixes, [], "test")
+    train = _read_split(cfg, root, train_stems, images, masks, fixes, train_empty, "train", groups)
+    test = _read_split(cfg, root, test_stems, images, masks, fixes, [], "test", groups)
     # lesion-free training frames (empty_masks: normal) become backgrounds for synthesis; in the
     # test split they stay, as negatives for specificity
     extra = train.take(train_empty)

@@ -7,7 +7,8 @@ Layout (docs/architecture.md, "Prepared data"):
   mask_bank.npz         masks uint8 (K, H, W) binary lesion shapes from train, one per connected
                         lesion (polyp) / cup (fundus); ids = source sample id (may repeat)
   mask_bank.csv         mask_id, source_id, area_frac, size_class, cy, cx, height, width (pixels)
-  manifest.csv          id, split, source, family, lesion_area_frac, size_class, contrast, flat, cdr
+  manifest.csv          id, split, source, family, lesion_area_frac, size_class, contrast, flat, cdr,
+                        group (what a split keeps together: the video sequence, else the id)
   fingerprint.json      family, classes, sizes, counts, statistics, automatic fixes
   preview.png           frames with mask contours
 """
@@ -30,7 +31,8 @@ from diffaug.errors import InputError
 from diffaug.io import load_npz, read_json, save_npz, write_json
 
 SPLITS = ("train", "test", "normals")
-MANIFEST_COLUMNS = ["id", "split", "source", "family", "lesion_area_frac", "size_class", "contrast", "flat", "cdr"]
+MANIFEST_COLUMNS = ["id", "split", "source", "family", "lesion_area_frac", "size_class", "contrast", "flat", "cdr",
+                    "group"]
 BANK_COLUMNS = ["mask_id", "source_id", "area_frac", "size_class", "cy", "cx", "height", "width"]
 CDR_BINS = [0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 
@@ -88,7 +90,7 @@ def load_manifest(prepared_dir: str | Path) -> pd.DataFrame:
     path = Path(prepared_dir) / "manifest.csv"
     if not path.is_file():
         raise InputError(f"{path}: prepared manifest not found; run `dvc repro prepare` first")
-    return pd.read_csv(path, dtype={"id": str, "source": str}, keep_default_na=True)
+    return pd.read_csv(path, dtype={"id": str, "source": str, "group": str}, keep_default_na=True)
 
 
 def load_fingerprint(prepared_dir: str | Path) -> dict[str, Any]:
@@ -127,6 +129,7 @@ def _manifest_rows(split_name: str, split: Split, data: Dataset, small: float, f
                 "contrast": None if st.contrast is None else round(st.contrast, 6),
                 "flat": flat,
                 "cdr": None if st.cdr is None else round(st.cdr, 6),
+                "group": split.groups[i],
             }
         )
     return rows

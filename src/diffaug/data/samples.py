@@ -20,19 +20,23 @@ CLASS_NAMES: dict[str, list[str]] = {
 class Split:
     """Images uint8 (N, H, W, 3), masks uint8 (N, H, W) class indices, one id/source per sample.
     `flat` holds the known flatness per sample (phantom ground truth) or None (decided from the
-    measured contrast for real data)."""
+    measured contrast for real data); `groups` what must stay together when a split is cut
+    (a CVC-ClinicDB video sequence; by default each frame is its own group)."""
 
     images: np.ndarray
     masks: np.ndarray
     ids: list[str]
     sources: list[str]
     flat: list[bool | None] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.flat:
             self.flat = [None] * len(self.ids)
+        if not self.groups:
+            self.groups = [str(i) for i in self.ids]
         n = len(self.ids)
-        assert self.images.shape[0] == self.masks.shape[0] == len(self.sources) == len(self.flat) == n
+        assert self.images.shape[0] == self.masks.shape[0] == len(self.sources) == len(self.flat) == len(self.groups) == n
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -49,6 +53,7 @@ class Split:
             [self.ids[i] for i in index],
             [self.sources[i] for i in index],
             [self.flat[i] for i in index],
+            [self.groups[i] for i in index],
         )
 
 

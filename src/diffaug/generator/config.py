@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from diffaug.config import Section
+from diffaug.training.config import OptimConfig
 
 
 def _non_empty(values: list[str], what: str) -> list[str]:
@@ -136,16 +137,12 @@ class TinyUNetConfig(Section):
     cross_attention_levels: int = Field(2, ge=0)  # how many of the deepest levels use cross-attention
 
 
-class PhaseConfig(Section):
+class PhaseConfig(OptimConfig):
     """One optimisation phase. Paper (fine-tuning): AdamW lr 1e-5, batch 8, 50,000 steps."""
 
     steps: int = Field(ge=0)  # optimizer steps; 0 skips the phase
     lr: float = Field(gt=0)  # peak learning rate (cosine decay to lr * min_lr_ratio after warmup)
     batch_size: int = Field(8, ge=1)  # per process and per accumulation micro-step
-    accumulation: int = Field(1, ge=1)  # gradient accumulation micro-steps per optimizer step
-    warmup_steps: int = Field(0, ge=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    weight_decay: float = Field(0.01, ge=0)
 
 
 class VAEPhaseConfig(PhaseConfig):
@@ -158,6 +155,8 @@ class VAEPhaseConfig(PhaseConfig):
     disc_weight: float = Field(0.0, ge=0)  # patch-discriminator adversarial weight; 0 = off
     disc_start: int = Field(0, ge=0)  # step at which the discriminator starts
     disc_lr: float = Field(1e-3, gt=0)
+    disc_betas: list[float] = Field([0.5, 0.9], min_length=2, max_length=2)  # Adam betas of the discriminator (GAN practice)
+    scale_frames: int = Field(256, ge=1)  # frames whose latents set the VAE scaling factor (1/std)
     extra_frames_dir: str = ""  # optional folder of unlabelled frames (png/jpg) added to VAE + phase (b) data
 
 
@@ -179,6 +178,11 @@ class FinetuneGeneratorConfig(Section):
     vae: TinyVAEConfig = TinyVAEConfig()
     unet: TinyUNetConfig = TinyUNetConfig()
     num_train_timesteps: int = Field(1000, ge=10)  # DDPM T of the tiny scheduler (SD: 1000)
+    # noise schedule of the tiny scheduler (SD's: scaled_linear 0.00085 -> 0.012); a pretrained
+    # backbone keeps the schedule it was trained with
+    beta_schedule: Literal["scaled_linear", "linear", "squaredcos_cap_v2"] = "scaled_linear"
+    beta_start: float = Field(0.00085, gt=0, lt=1)
+    beta_end: float = Field(0.012, gt=0, lt=1)
     # eq. 7 predicts the noise (epsilon; SD 1.5/2 inpainting, SDXL). v_prediction (SD 2-768 style)
     # makes the clean latent outside the mask an identity map at high noise, easier for a tiny
     # UNet trained for a few hundred steps; samplers read it from scheduler/ config.
@@ -194,6 +198,7 @@ class FinetuneGeneratorConfig(Section):
     snr_gamma: float = Field(5.0, gt=0)  # clamp of the SNR weight of the preservation term (min-SNR-γ)
     cond_dropout: float = Field(0.1, ge=0, lt=1)  # prompt -> "" with this probability (CFG, eq. 8)
     checkpoint_every: int = Field(50, ge=1)  # optimizer steps between resumable checkpoints
+    log_every: int = Field(10, ge=1)  # optimizer steps between dvclive points
     prompts: PromptBanks = PromptBanks()
 
 

@@ -4,7 +4,6 @@ atomically (a failure leaves no partial output)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +28,15 @@ def run_finetune_generator(
 ) -> dict[str, Any] | None:
     """Train and write `out_dir` (generator folder), `live_dir`, `metrics_path`.
 
-    Curves are logged into `<ckpt_dir>/live` (persistent, so a resumed run keeps the curve of the
-    steps before the kill) and copied to `live_dir` at the end. Returns the metrics, or None when
-    `stop_after` stopped the run early (nothing but the checkpoint is written then).
+    The curves of every phase, those before a resume included (they travel in the checkpoints),
+    are written to `live_dir` at the end. Returns the metrics, or None when `stop_after` stopped
+    the run early (nothing but the checkpoints is written then).
     """
     runtime = resolve_runtime(base)
     data = load_train_data(prepared_dir, cfg)
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    result = finetune_generator(cfg, runtime, data, ckpt_dir, ckpt_dir / "live", stop_after=stop_after)
+    result = finetune_generator(cfg, runtime, data, ckpt_dir, live_dir, stop_after=stop_after)
     if result.generator is None:
         return None
     gen = result.generator
@@ -54,7 +53,5 @@ def run_finetune_generator(
     )
     with atomic_dir(out_dir) as tmp:
         save_generator(gen, tmp)
-    with atomic_dir(live_dir) as tmp:
-        shutil.copytree(ckpt_dir / "live", tmp, dirs_exist_ok=True)
     write_json(metrics_path, result.metrics)
     return result.metrics

@@ -72,15 +72,16 @@ def check_inpainting(vae_config: Any, unet_config: Any, where: str | Path) -> No
         )
 
 
-def train_scheduler(num_train_timesteps: int = 1000, prediction_type: str = "epsilon") -> Any:
-    """SD's training noise schedule (scaled-linear β 0.00085 → 0.012); ε- or v-prediction."""
+def train_scheduler(num_train_timesteps: int = 1000, prediction_type: str = "epsilon",
+                    beta_schedule: str = "scaled_linear", beta_start: float = 0.00085, beta_end: float = 0.012) -> Any:
+    """The training noise schedule; the defaults are SD's (scaled-linear β 0.00085 → 0.012)."""
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(
         num_train_timesteps=num_train_timesteps,
-        beta_schedule="scaled_linear",
-        beta_start=0.00085,
-        beta_end=0.012,
+        beta_schedule=beta_schedule,
+        beta_start=beta_start,
+        beta_end=beta_end,
         prediction_type=prediction_type,
         clip_sample=False,
         steps_offset=1,
@@ -142,7 +143,8 @@ def build_backbone(cfg: Any, image_size: int, device: torch.device | str = "cpu"
         unet = build_tiny_unet(cfg.unet, cfg.vae.latent_channels, image_size // factor, text.dim)
         meta = {"backbone": "tiny", "revision": ""}
         ptype = "v_prediction" if cfg.prediction_type == "auto" else cfg.prediction_type
-        return Generator(vae, unet, train_scheduler(cfg.num_train_timesteps, ptype), text, meta)
+        sched = train_scheduler(cfg.num_train_timesteps, ptype, cfg.beta_schedule, cfg.beta_start, cfg.beta_end)
+        return Generator(vae, unet, sched, text, meta)
 
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from diffaug.errors import InputError
-from diffaug.generator.checkpoint import array_digest
+from diffaug.training.state import array_digest
 from diffaug.generator.train import TrainData
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")

@@ -1,27 +1,11 @@
-"""Building blocks of the generator's training loop (train.py): the learning-rate schedule, the
-VAE step that DDP can wrap, random flips, and trimming dvclive curves on resume."""
+"""Building blocks of the generator's training tasks (train.py): the VAE step that DDP can wrap
+and random flips."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
-
-
-def lr_lambda(pcfg: Any) -> Callable[[int], float]:
-    """Linear warmup, then cosine decay from 1 to min_lr_ratio."""
-
-    def f(step: int) -> float:
-        if pcfg.warmup_steps and step < pcfg.warmup_steps:
-            return (step + 1) / pcfg.warmup_steps
-        span = max(1, pcfg.steps - pcfg.warmup_steps)
-        prog = min(1.0, (step - pcfg.warmup_steps) / span)
-        return pcfg.min_lr_ratio + (1 - pcfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * prog))
-
-    return f
 
 
 class VAETrainStep(torch.nn.Module):
@@ -52,17 +36,3 @@ def flip_fixed(x: torch.Tensor, h: bool, v: bool) -> torch.Tensor:
     if v:
         x = x.flip(-2)
     return x
-
-
-def truncate_live(live_dir: Path, step: int) -> None:
-    """Drop logged rows after the resumed step (they belong to the lost, un-checkpointed steps)."""
-    for tsv in Path(live_dir).glob("plots/metrics/**/*.tsv"):
-        lines = tsv.read_text().splitlines()
-        if not lines:
-            continue
-        header, rows = lines[0], lines[1:]
-        col = header.split("\t").index("step") if "step" in header.split("\t") else None
-        if col is None:
-            continue
-        keep = [r for r in rows if int(float(r.split("\t")[col])) <= step]
-        tsv.write_text("\n".join([header, *keep]) + "\n")

@@ -1,52 +1,88 @@
-"""`standard` augmentation: rotation, flip, scale and elastic deformation, applied jointly to an
-image and its mask with torchvision.transforms.v2 (the mask is a `tv_tensors.Mask`, so every
-geometric op resamples it with nearest neighbour and class indices stay class indices).
+"""`standard` augmentation: flips, rotation, scale, translation, elastic deformation, brightness,
+contrast and saturation, each sample with its own random parameters, applied jointly to an image
+and its mask.
 
-torchvision draws its random parameters from torch's global RNG; `augment_batch` forks that RNG
-and seeds it from the caller's explicit `numpy.random.Generator`, so a run is deterministic per
-seed and does not disturb the RNG state of other code.
+The geometry of a whole batch is one sampling grid: per sample an affine matrix (flip × rotation
+× scale + translation, `torch.nn.functional.affine_grid`) plus, for a share of the samples, a
+smooth random displacement (random offsets on a coarse grid of control points, interpolated,
+as MONAI's `Rand2DElastic` builds it), read once with bilinear interpolation for the image and nearest
+neighbour for the mask (class indices stay class indices; outside the frame: black, background).
+Per-sample torchvision transforms cost as much as the network's training step on a 2-core CPU
+(23-35 ms for 20 samples at 64 px, against 47 ms for the step); one batched grid costs about 2 ms.
+Photometric changes are torchvision's formulas (brightness scales, contrast and saturation blend
+with the mean grey / the greyscale image) with a factor per sample.
+
+Every draw comes from the caller's CPU `torch.Generator`, so a run is deterministic per seed.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
 import torch
-from torchvision import tv_tensors
-from torchvision.transforms import v2
+import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
 
 from diffaug.segmenter.config import StandardAugmentConfig
 
 
-def build_standard_transform(cfg: StandardAugmentConfig) -> v2.Transform:
-    """One joint transform for an (image, mask) pair; image float (3, H, W), mask (H, W)."""
-    fill = {tv_tensors.Image: 0.0, tv_tensors.Mask: 0}  # outside the rotated frame: black, background
-    return v2.Compose(
-        [
-            v2.RandomHorizontalFlip(p=cfg.flip_prob),
-            v2.RandomVerticalFlip(p=cfg.flip_prob),
-            v2.RandomAffine(degrees=cfg.rotation_degrees, scale=(cfg.scale_min, cfg.scale_max), fill=fill),
-            v2.RandomApply(
-                [v2.ElasticTransform(alpha=cfg.elastic_alpha, sigma=cfg.elastic_sigma, fill=fill)],
-                p=cfg.elastic_prob,
-            ),
-        ]
-    )
+def _uniform(g: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=g)
 
 
-def augment_batch(
-    images: torch.Tensor, masks: torch.Tensor, transform: v2.Transform, rng: np.random.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Augment each pair of a batch independently with the same geometry on image and mask.
+def affine_matrices(cfg: StandardAugmentConfig, n: int, g: torch.Generator) -> torch.Tensor:
+    """(n, 2, 3) inverse maps (output -> input coordinates in [-1, 1]) for `affine_grid`."""
+    angle = _uniform(g, n, -1, 1) * math.radians(cfg.rotation_degrees)
+    scale = torch.exp(_uniform(g, n, math.log(cfg.scale_min), math.log(cfg.scale_max)))  # log-uniform zoom
+    fx = torch.where(torch.rand(n, generator=g) < cfg.flip_prob, -1.0, 1.0)
+    fy = torch.where(torch.rand(n, generator=g) < cfg.flip_prob, -1.0, 1.0)
+    shift = _uniform(g, 2 * n, -2 * cfg.translate, 2 * cfg.translate).view(n, 2)  # fraction of the side -> [-1, 1] units
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    row0 = torch.stack([cos * fx, -sin * fy, shift[:, 0]], dim=1)
+    row1 = torch.stack([sin * fx, cos * fy, shift[:, 1]], dim=1)
+    return torch.stack([row0, row1], dim=1)
 
-    images: float (B, 3, H, W); masks: integer (B, H, W). Returns tensors of the same shapes and
-    dtypes. Runs on CPU (per-sample ops on 64-256 px images are cheap next to the network).
-    """
-    seed = int(rng.integers(0, 2**63 - 1))
-    out_images, out_masks = [], []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for img, msk in zip(images, masks, strict=True):
-            a, b = transform(tv_tensors.Image(img), tv_tensors.Mask(msk))
-            out_images.append(a.as_subclass(torch.Tensor))
-            out_masks.append(b.as_subclass(torch.Tensor))
-    return torch.stack(out_images), torch.stack(out_masks)
+
+def elastic_offsets(cfg: StandardAugmentConfig, n: int, h: int, w: int, g: torch.Generator) -> torch.Tensor:
+    """(n, h, w, 2) smooth displacements in grid units, of at most `elastic_alpha` px; zero for
+    the samples that are not warped (a share `elastic_prob`). Random offsets on control points
+    `elastic_spacing` px apart, interpolated bicubically (MONAI's Rand2DElastic recipe)."""
+    on = (torch.rand(n, generator=g) < cfg.elastic_prob).float().view(n, 1, 1, 1)
+    ch, cw = (max(2, math.ceil(side / cfg.elastic_spacing) + 1) for side in (h, w))
+    coarse = torch.rand(n, 2, ch, cw, generator=g) * 2 - 1
+    field = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)
+    field = field / field.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+    px_to_grid = torch.tensor([2.0 / w, 2.0 / h]).view(1, 2, 1, 1)
+    return (on * field * cfg.elastic_alpha * px_to_grid).permute(0, 2, 3, 1)
+
+
+def photometric(x: torch.Tensor, cfg: StandardAugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """Brightness, contrast, saturation with one factor per sample in [1 - a, 1 + a]; x in [0, 1]."""
+    n = len(x)
+    if cfg.brightness > 0:
+        x = x * _uniform(g, n, 1 - cfg.brightness, 1 + cfg.brightness).view(n, 1, 1, 1)
+    if cfg.contrast > 0:
+        grey = TF.rgb_to_grayscale(x.clamp(0, 1)).mean(dim=(1, 2, 3), keepdim=True)
+        c = _uniform(g, n, 1 - cfg.contrast, 1 + cfg.contrast).view(n, 1, 1, 1)
+        x = grey + c * (x - grey)
+    if cfg.saturation > 0:
+        grey = TF.rgb_to_grayscale(x.clamp(0, 1))
+        sat = _uniform(g, n, 1 - cfg.saturation, 1 + cfg.saturation).view(n, 1, 1, 1)
+        x = grey + sat * (x - grey)
+    return x.clamp(0, 1)
+
+
+def augment_batch(images: torch.Tensor, masks: torch.Tensor, cfg: StandardAugmentConfig,
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """images float (B, 3, H, W) in [0, 1], masks integer (B, H, W) -> the same shapes and dtypes,
+    every pair moved by its own random geometry (the same for image and mask)."""
+    n, _, h, w = images.shape
+    if n == 0:
+        return images, masks
+    theta = affine_matrices(cfg, n, generator)
+    grid = F.affine_grid(theta, [n, 3, h, w], align_corners=False)
+    if cfg.elastic_prob > 0 and cfg.elastic_alpha > 0:
+        grid = grid + elastic_offsets(cfg, n, h, w, generator)
+    out = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    m = F.grid_sample(masks[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return photometric(out, cfg, generator), m[:, 0].round().to(masks.dtype)

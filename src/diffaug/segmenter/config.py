@@ -1,4 +1,4 @@
-"""Params of the `train_segmenter` stage (seed-summary §4, §5 table 7; issue 5 item 1).
+"""Params of the `train_segmenter` stage (the paper's table 7 ratio sweep).
 
 One DVC matrix entry trains one run: a *run spec* from `runs` × a seed from `seeds`. A spec is a
 bare variant (`none`, `standard`, `copypaste`, `diffaug`: the last two add `synthetic_ratio` × N
@@ -13,10 +13,10 @@ Variants:
   feathered) onto other training images: the cheap baseline diffaug must beat.
 - `diffaug`: standard + round(ratio × N_real) accepted synthetic pairs from the gate.
 
-Exposure (why the mix is not a naive 1:1): the budget is `epochs` passes over the real set and
-every batch holds `batch_size` *real* samples, so each real image is seen exactly `epochs` times
-in every variant. Synthetic samples are *added* to each batch (their number set by
-`synthetic_share`), never put in place of real ones.
+Exposure (why the mix is not a naive 1:1): the budget is `steps` optimiser steps and every batch
+holds `batch_size` *real* samples drawn in the same order in every variant, so each real image is
+seen equally often whatever the variant. Extra samples are *added* to each batch (their number
+set by `synthetic_share`), never put in place of real ones.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from diffaug.config import Section
+from diffaug.training.config import OptimConfig
 
 VARIANTS = ("none", "standard", "copypaste", "diffaug")
 # Variants that add extra pairs and therefore take a ratio > 0; the others must say r0.
@@ -73,15 +74,20 @@ def run_group(spec: str) -> str:
 
 
 class StandardAugmentConfig(Section):
-    """Geometric augmentation shared by standard/copypaste/diffaug (torchvision.transforms.v2)."""
+    """Augmentation shared by standard/copypaste/diffaug: each sample its own random geometry
+    (flips, rotation, zoom, shift, elastic warp; image and mask together) and colour."""
 
     flip_prob: float = Field(0.5, ge=0, le=1)  # horizontal and vertical flip, each with this probability
-    rotation_degrees: float = Field(15.0, ge=0, le=180)  # uniform rotation in [-d, d]
-    scale_min: float = Field(0.9, gt=0)  # isotropic zoom range (paper: "scale")
-    scale_max: float = Field(1.1, gt=0)
-    elastic_prob: float = Field(0.2, ge=0, le=1)  # share of samples that also get an elastic warp (the costly op on CPU)
-    elastic_alpha: float = Field(12.0, ge=0)  # displacement magnitude in pixels (torchvision ElasticTransform)
-    elastic_sigma: float = Field(4.0, gt=0)  # smoothness of the displacement field in pixels
+    rotation_degrees: float = Field(45.0, ge=0, le=180)  # uniform rotation in [-d, d]
+    scale_min: float = Field(0.7, gt=0)  # log-uniform zoom range (paper: "scale")
+    scale_max: float = Field(1.4, gt=0)
+    translate: float = Field(0.1, ge=0, le=0.5)  # shift of up to this fraction of the side, each axis
+    elastic_prob: float = Field(0.5, ge=0, le=1)  # share of samples also warped elastically
+    elastic_alpha: float = Field(8.0, ge=0)  # largest displacement (px) of the elastic warp
+    elastic_spacing: float = Field(8.0, gt=1)  # px between the displacement field's control points (smoothness)
+    brightness: float = Field(0.3, ge=0, lt=1)  # brightness factor in [1 - b, 1 + b]
+    contrast: float = Field(0.3, ge=0, lt=1)  # contrast factor in [1 - c, 1 + c]
+    saturation: float = Field(0.2, ge=0, lt=1)  # saturation factor in [1 - s, 1 + s]
 
     @model_validator(mode="after")
     def _check(self) -> StandardAugmentConfig:
@@ -120,7 +126,7 @@ class LatentSegmenterConfig(Section):
     noise_seed: int = Field(0, ge=0)  # seed of the fixed z_T of single-step inference
 
 
-class TrainSegmenterConfig(Section):
+class TrainSegmenterConfig(OptimConfig):
     """`train_segmenter`: downstream segmenters over augmentation variants × ratios × seeds."""
 
     # --- what `dvc repro` trains (DVC matrix: runs × seeds) ---
@@ -130,19 +136,28 @@ class TrainSegmenterConfig(Section):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)  # >= 5 for the full comparison (params/full_comparison.yaml)
 
     # --- network ---
-    # unet: MONAI residual U-Net (the baseline); latent: the validator's latent single-step network
+    # unet: MONAI U-Net (the baseline); latent: the validator's latent single-step network
     # (the paper's own segmenter; needs data/generator and data/validator, see `latent` below)
     architecture: Literal["unet", "latent"] = "unet"
-    channels: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=2)  # MONAI UNet widths per level
+    channels: list[int] = Field(default_factory=lambda: [16, 32, 64, 128, 256], min_length=2)  # MONAI UNet widths per level
     num_res_units: int = Field(0, ge=0)  # residual units per MONAI UNet level
+    norm: Literal["batch", "instance"] = "batch"  # normalisation after every convolution
 
-    # --- budget (passes over the real set) ---
-    epochs: int = Field(35, ge=1)  # each real image is seen exactly this often, in every variant
-    batch_size: int = Field(16, ge=1)  # real samples per batch
-    lr: float = Field(3e-3, gt=0)  # AdamW peak lr (cosine decay to lr_min)
-    lr_min: float = Field(1e-4, ge=0)
+    # --- budget: optimiser steps, each `batch_size` real pairs (+ extra pairs on top) ---
+    steps: int = Field(1500, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    warmup_steps: int = Field(50, ge=0)
     weight_decay: float = Field(1e-4, ge=0)
+    grad_clip: float = Field(0.0, ge=0)
     dice_weight: float = Field(1.0, ge=0)  # loss = cross-entropy + dice_weight * soft Dice (per sample)
+
+    # --- model selection on a validation part of the real training split ---
+    val_fraction: float = Field(0.2, gt=0, lt=1)  # share of the real training frames held out (whole sequences)
+    eval_every: int = Field(100, ge=1)  # steps between validations; the best validation Dice is the run's model
+    checkpoint_every: int = Field(250, ge=1)  # steps between resumable checkpoints
+    log_every: int = Field(25, ge=1)  # steps between dvclive points
 
     # --- extra pairs (copypaste / diffaug) ---
     # extra pairs = round(synthetic_ratio x N_real) for the specs without their own `-r<ratio>`
@@ -152,7 +167,7 @@ class TrainSegmenterConfig(Section):
     synthetic_share: float = Field(0.2, ge=0, lt=1)
     synthetic_loss_weight: float = Field(1.0, ge=0)  # per-sample loss weight of extra pairs (real = 1)
     weight_by_gate_iou: bool = False  # diffaug: also multiply by the gate's IoU (accepted.csv `iou`) as a soft weight
-    real_only_epochs: int = Field(0, ge=0)  # two-phase schedule: the last N epochs use real pairs only
+    real_only_steps: int = Field(0, ge=0)  # two-phase schedule: the last N steps use real pairs only
     # diffaug with no accepted samples: "warn" trains on real + standard only and records it;
     # "error" stops with a one-line message.
     on_empty_synthetic: Literal["warn", "error"] = "warn"
@@ -161,9 +176,7 @@ class TrainSegmenterConfig(Section):
     copypaste: CopyPasteConfig = Field(default_factory=CopyPasteConfig)
     latent: LatentSegmenterConfig = Field(default_factory=LatentSegmenterConfig)
 
-    # --- logging / inference ---
-    log_every: int = Field(1, ge=1)  # epochs between dvclive points
-    eval_batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(64, ge=1)  # images per forward pass at inference
 
     @field_validator("runs")
     @classmethod
@@ -183,8 +196,6 @@ class TrainSegmenterConfig(Section):
 
     @model_validator(mode="after")
     def _check(self) -> TrainSegmenterConfig:
-        if self.real_only_epochs >= self.epochs and self.real_only_epochs > 0:
-            raise ValueError(f"real_only_epochs ({self.real_only_epochs}) must be < epochs ({self.epochs})")
-        if self.lr_min > self.lr:
-            raise ValueError("lr_min must be <= lr")
+        if self.real_only_steps >= self.steps and self.real_only_steps > 0:
+            raise ValueError(f"real_only_steps ({self.real_only_steps}) must be < steps ({self.steps})")
         return self

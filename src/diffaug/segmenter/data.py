@@ -44,8 +44,9 @@ def _read_pairs(path: Path, what: str) -> Pairs:
     return Pairs(images.astype(np.uint8), masks.astype(np.uint8))
 
 
-def load_real(prepared_dir: str | Path) -> tuple[Pairs, int]:
-    """The real training pairs and the number of classes incl. background (fingerprint)."""
+def load_real(prepared_dir: str | Path) -> tuple[Pairs, int, list[str]]:
+    """The real training pairs, the number of classes incl. background (fingerprint) and each
+    frame's group (manifest `group`: its video sequence; the frame's id for older folders)."""
     from diffaug.data.prepared import load_fingerprint, load_split
 
     split = load_split(prepared_dir, "train")
@@ -56,7 +57,8 @@ def load_real(prepared_dir: str | Path) -> tuple[Pairs, int]:
         raise InputError(f"{path}: the training split is empty; check prepare's params")
     fingerprint = load_fingerprint(prepared_dir)
     num_classes = max(int(fingerprint.get("num_classes", 2)), int(split.masks.max()) + 1, 2)
-    return Pairs(split.images.astype(np.uint8), split.masks.astype(np.uint8)), num_classes
+    groups = split.table["group"].astype(str).tolist() if "group" in split.table else [str(i) for i in split.ids]
+    return Pairs(split.images.astype(np.uint8), split.masks.astype(np.uint8)), num_classes, groups
 
 
 def load_accepted(gated_dir: str | Path, image_hw: tuple[int, int]) -> Pairs:

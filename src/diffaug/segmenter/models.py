@@ -34,6 +34,7 @@ class SegmenterSpec:
     num_res_units: int = 0
     mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])  # per-channel stats of the real train images, [0, 1] scale
     std: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])
+    norm: str = "instance"  # MONAI UNet normalisation: batch | instance (MONAI's default)
     latent: dict[str, Any] | None = None  # latent only: {"vae": VAE config, "validator": its config, "noise_seed"}
 
     @classmethod
@@ -43,7 +44,7 @@ class SegmenterSpec:
 
 
 def build_network(spec: SegmenterSpec) -> nn.Module:
-    """`unet`: MONAI's residual U-Net (Kerfoot et al.), one stride-2 level per width (the baseline).
+    """`unet`: MONAI's U-Net (Kerfoot et al.), one stride-2 level per width (the baseline).
     `latent`: the validator's latent single-step network (`diffaug.segmenter.latent`), rebuilt from
     the VAE and validator configs the spec carries; its input is the image in [-1, 1]."""
     if spec.architecture == "latent":
@@ -63,6 +64,7 @@ def build_network(spec: SegmenterSpec) -> nn.Module:
         channels=tuple(spec.channels),
         strides=(2,) * (len(spec.channels) - 1),
         num_res_units=spec.num_res_units,
+        norm=spec.norm,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +11,21 @@ from diffaug.segmenter.config import TrainSegmenterConfig, parse_run_spec, run_g
 from diffaug.segmenter.runs import run_name
 
 # flat numbers of the training summary that go into metrics/train_segmenter/<run>.json
-METRIC_KEYS = ("loss_first", "loss_last", "train_dice_last", "seconds", "steps", "n_real", "n_extra",
-               "real_exposure", "extra_exposure_mean", "extra_weight_mean")
+METRIC_KEYS = ("loss_first", "loss_last", "train_dice_last", "seconds", "steps", "n_real", "n_val", "n_extra",
+               "real_exposure", "extra_exposure_mean", "extra_weight_mean", "best_step", "val_dice_best",
+               "resumed_from_step")
 
 
 def run_training(
     cfg: TrainSegmenterConfig, base: BaseConfig, spec: str, seed: int,
     prepared_dir: str | Path, gated_dir: str | Path, out_dir: str | Path, metrics_path: str | Path,
     live_dir: str | Path | None = None, generator_dir: str | Path = "data/generator",
-    validator_dir: str | Path = "data/validator",
+    validator_dir: str | Path = "data/validator", checkpoints: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train run spec `spec` (e.g. `diffaug`, `diffaug-r3`) with `seed`; write out_dir (atomically)
-    and the metrics JSON. The dvclive curves go to `live_dir` (default `out_dir/live`), moved
-    there only once training has finished. `architecture: latent` also reads the generator's VAE
+    and the metrics JSON. The dvclive curves go to `live_dir`, moved there only once training
+    has finished; `checkpoints` (a folder of this run's own) makes it resumable.
+    `architecture: latent` also reads the generator's VAE
     (and U-Net, for `latent.init: scratch`) from generator_dir and the trained validator from
     validator_dir; the U-Net reads neither."""
     from diffaug.runtime import resolve_runtime
@@ -34,27 +35,21 @@ def run_training(
 
     variant, ratio = parse_run_spec(spec, cfg.synthetic_ratio)
     runtime = resolve_runtime(base)
-    real, num_classes = load_real(prepared_dir)
+    real, num_classes, groups = load_real(prepared_dir)
     synthetic = load_accepted(gated_dir, real.images.shape[1:3]) if variant == "diffaug" else None
     latent_parts = load_latent_parts(cfg, generator_dir, validator_dir) if cfg.architecture == "latent" else None
     name = run_name(spec, seed)
+    result = train_segmenter(real, num_classes, cfg, variant, ratio, seed, runtime, synthetic=synthetic,
+                             live_dir=live_dir, latent_parts=latent_parts, groups=groups, checkpoints=checkpoints)
+    meta = {
+        "run": {"name": name, "spec": spec, "group": run_group(spec), "variant": variant,
+                "ratio": float(ratio), "seed": int(seed), "base_seed": base.seed},
+        # wall-clock time and resume point stay out of config.json: equal seeds give identical bytes
+        "training": {k: v for k, v in result.summary.items() if k not in ("seconds", "resumed_from_step")},
+        "params": cfg.model_dump(mode="json", exclude={"runs", "seeds"}),
+    }
     with atomic_dir(out_dir) as tmp:
-        result = train_segmenter(real, num_classes, cfg, variant, ratio, seed, runtime,
-                                 synthetic=synthetic, live_dir=tmp / "live", latent_parts=latent_parts)
-        meta = {
-            "run": {"name": name, "spec": spec, "group": run_group(spec), "variant": variant,
-                    "ratio": float(ratio), "seed": int(seed), "base_seed": base.seed},
-            # wall-clock time stays out of config.json so equal seeds give byte-identical outputs
-            "training": {k: v for k, v in result.summary.items() if k != "seconds"},
-            "params": cfg.model_dump(mode="json", exclude={"runs", "seeds"}),
-        }
         save_segmenter(tmp, result.segmenter.net, result.segmenter.spec, meta)
-        if live_dir is not None:  # curves beside the other runs' (plots/train_segmenter/), not in the model folder
-            # without dvclive's summary metrics.json: it repeats metrics/train_segmenter/<run>.json and,
-            # not being a declared output, `dvc exp run` would warn about it for every new seed
-            with atomic_dir(live_dir) as live_tmp:
-                shutil.copytree(tmp / "live", live_tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("metrics.json"))
-            shutil.rmtree(tmp / "live")
     write_json(metrics_path, {"ratio": float(ratio)} | {k: result.summary[k] for k in METRIC_KEYS} | {"n_warnings": len(result.summary["warnings"])})
     return result.summary
 

@@ -1,15 +1,16 @@
-"""Training one downstream segmenter run: variant × ratio × seed (issue 5 item 1).
+"""Training one downstream segmenter run: variant × ratio × seed, through `diffaug.training`.
 
-The budget is `epochs` passes over the real set (see `diffaug.segmenter.mixing`): every variant
-sees each real image exactly `epochs` times; `copypaste` and `diffaug` add extra pairs to each
-batch. Loss per sample: cross-entropy + `dice_weight` × soft Dice (MONAI), weighted per sample
-(real 1; extra `synthetic_loss_weight`, optionally × the gate IoU), averaged over the batch.
+The budget is `steps` optimiser steps (`diffaug.segmenter.mixing`): every variant sees each real
+image equally often; `copypaste` and `diffaug` add extra pairs to each batch. Loss per sample:
+cross-entropy + `dice_weight` × soft Dice (MONAI), weighted per sample (real 1; extra
+`synthetic_loss_weight`, optionally × the gate IoU), averaged over the batch. A seeded validation
+part of the real split (whole sequences, `diffaug.data.holdout`; the same for every run of a
+`base.seed`) is scored every `eval_every` steps; the best validation Dice is the run's model.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,21 +19,28 @@ import numpy as np
 import torch
 
 from diffaug.errors import InputError
-from diffaug.progress import track
 from diffaug.runtime import Runtime
-from diffaug.segmenter.augment import augment_batch, build_standard_transform
+from diffaug.segmenter.augment import augment_batch
 from diffaug.segmenter.config import RATIO_VARIANTS, VARIANTS, TrainSegmenterConfig
 from diffaug.segmenter.copypaste import make_copypaste_set
 from diffaug.segmenter.data import Pairs
 from diffaug.segmenter.latent import LatentParts, build_latent_network
 from diffaug.segmenter.mixing import exposure, extra_per_batch, training_plan
 from diffaug.segmenter.models import Segmenter, SegmenterSpec, build_network, normalise
+from diffaug.training.curves import Curves
+from diffaug.training.state import array_digest, code_digest, run_fingerprint
+from diffaug.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
+# the code a checkpoint depends on (a change to what it does starts training afresh)
+TRAINING_MODULES = tuple(f"diffaug.segmenter.{m}" for m in ("augment", "config", "copypaste", "latent", "mixing",
+                                                            "models", "train")) + (
+    "diffaug.training.trainer", "diffaug.data.holdout")
+
 
 @dataclass
-class TrainResult:
+class SegmenterRun:
     segmenter: Segmenter
     summary: dict[str, Any]  # flat numbers + warnings, goes into config.json and the metrics
 
@@ -83,12 +91,76 @@ def per_sample_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: flo
     return ce + dice_weight * dice
 
 
-def _hard_dice(logits: torch.Tensor, target: torch.Tensor) -> float:
+def hard_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Foreground Dice of the batch's argmax (a training-curve number, not the evaluation)."""
     pred = logits.argmax(1) > 0
     gt = target > 0
     denom = pred.sum() + gt.sum()
-    return 1.0 if denom == 0 else float(2 * (pred & gt).sum() / denom)
+    return torch.ones(()) if denom == 0 else 2 * (pred & gt).sum().float() / denom
+
+
+def validation_dice(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> float:
+    """Mean per-image Dice over foreground classes, as `evaluate` scores the test split."""
+    from diffaug.evaluation.metrics import per_image_table
+
+    names = ["background", *[f"class{c}" for c in range(1, num_classes)]]
+    return float(per_image_table(pred, gt, np.arange(len(gt)), names)["dice"].mean())
+
+
+def to_tensors(p: Pairs) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (N, H, W, 3), (N, H, W) -> float (N, 3, H, W) in [0, 1], long (N, H, W)."""
+    return torch.from_numpy(p.images).permute(0, 3, 1, 2).float().div_(255.0), torch.from_numpy(p.masks).long()
+
+
+class SegmenterTask:
+    """The trainer's view of one run: the plan's batches, augmented, and the weighted loss."""
+
+    select_key = "dice"
+
+    def __init__(self, net, spec: SegmenterSpec, cfg: TrainSegmenterConfig, plan, real: Pairs, extra: Pairs | None,
+                 weights: np.ndarray, val: Pairs, augment: bool, device: torch.device) -> None:
+        from monai.losses import DiceLoss
+
+        self.model, self.spec, self.cfg, self.plan = net, spec, cfg, plan
+        self.x_real, self.y_real = to_tensors(real)
+        self.x_extra, self.y_extra = to_tensors(extra) if extra is not None else (None, None)
+        self.w_extra = torch.from_numpy(weights)
+        self.val, self.augment, self.device = val, augment, device
+        self.latent = cfg.architecture == "latent"
+        self.dice_fn = DiceLoss(include_background=False, to_onehot_y=True, softmax=True, reduction="none")
+
+    def parameters(self):
+        return self.model.trainable_parameters() if self.latent else list(self.model.parameters())
+
+    def batch(self, step: int, g: torch.Generator):
+        r, e = self.plan.step(step)
+        xb, yb, wb = self.x_real[r], self.y_real[r], torch.ones(len(r))
+        if len(e):
+            xb, yb = torch.cat([xb, self.x_extra[e]]), torch.cat([yb, self.y_extra[e]])
+            wb = torch.cat([wb, self.w_extra[e]])
+        if self.augment:
+            xb, yb = augment_batch(xb, yb, self.cfg.augment, g)
+        # the latent objective's timesteps and noise (eq. 10): a generator seeded from the run's stream
+        noise = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=g))) if self.latent else None
+        return normalise(xb, self.spec), yb, wb, len(r), noise
+
+    def losses(self, model, batch) -> dict[str, torch.Tensor]:
+        xb, yb, wb, n_real, noise = batch
+        xb, yb, wb = xb.to(self.device), yb.to(self.device), wb.to(self.device)
+        c = self.cfg
+        if self.latent:  # eq. 12 per sample, through forward so a DDP wrapper syncs gradients
+            loss_each, logits = model(xb, yb, c.latent.single_step_fraction, noise, c.latent.lambda_latent,
+                                      c.latent.lambda_dice)
+        else:
+            logits = model(xb)
+            loss_each = per_sample_loss(logits.float(), yb, c.dice_weight, self.dice_fn)
+        loss = (loss_each.float() * wb).sum() / wb.sum().clamp_min(1e-6)
+        return {"loss": loss, "dice_real": hard_dice(logits[:n_real].detach(), yb[:n_real]).cpu()}
+
+    @torch.no_grad()
+    def validate(self, model) -> dict[str, float]:
+        seg = Segmenter(model, self.spec, device=self.device, batch_size=self.cfg.eval_batch_size)
+        return {"dice": validation_dice(seg.predict(self.val.images), self.val.masks, self.spec.num_classes)}
 
 
 def train_segmenter(
@@ -102,41 +174,42 @@ def train_segmenter(
     synthetic: Pairs | None = None,
     live_dir: str | Path | None = None,
     latent_parts: LatentParts | None = None,
-) -> TrainResult:
+    groups: list[str] | np.ndarray | None = None,
+    checkpoints: str | Path | None = None,
+    stop_after: int | None = None,
+) -> SegmenterRun:
     """Train one run and return the segmenter with a summary of what it saw and how it went.
-    `latent_parts` (the generator VAE, the trained validator) is needed for `architecture: latent`."""
-    from accelerate import Accelerator
-    from monai.losses import DiceLoss
+    `groups` (N,) keep a video's frames on one side of the validation split (default: per
+    frame); `checkpoints` makes the run resumable; `latent_parts` (the generator VAE, the
+    trained validator) is needed for `architecture: latent`; `stop_after` stops after that many
+    optimiser steps as if killed (tests), raising `TrainingStopped`."""
+    from diffaug.data.holdout import holdout
 
     if variant not in VARIANTS:
         raise InputError(f"unknown variant '{variant}'; allowed: {', '.join(VARIANTS)}")
     if ratio < 0:
         raise InputError(f"synthetic ratio must be >= 0, got {ratio:g}")
-    t0 = time.perf_counter()
-    # One seed stream per (base.seed, run seed): data order, augmentation, copy-paste, init.
-    rng = np.random.default_rng([runtime.seed, seed])
-    extra, weights, warnings = build_extra_pairs(variant, ratio, real, cfg, rng, synthetic)
-    n_real, n_extra = len(real), 0 if extra is None else len(extra)
-    for w in warnings:
-        log.warning(w)
-
-    x_real = torch.from_numpy(real.images).permute(0, 3, 1, 2).float().div_(255.0)  # (N, 3, H, W)
-    y_real = torch.from_numpy(real.masks).long()  # (N, H, W)
     latent = cfg.architecture == "latent"
     if latent and latent_parts is None:
         raise InputError("train_segmenter.architecture latent needs the generator VAE and the trained validator")
+    # the validation part depends on base.seed only: every variant and seed is selected on the same frames
+    tr, va = holdout(groups if groups is not None else np.arange(len(real)), cfg.val_fraction, runtime.seed)
+    val, real = Pairs(real.images[va], real.masks[va]), Pairs(real.images[tr], real.masks[tr])
+    # one seed stream per (base.seed, run seed): copy-paste, subsets, init; the plan and the
+    # trainer's sampler get their own, so real batches are the same in every variant
+    rng = np.random.default_rng([runtime.seed, seed])
+    extra, weights, warnings = build_extra_pairs(variant, ratio, real, cfg, rng, synthetic)
+    for w in warnings:
+        log.warning(w)
+    n_real, n_extra = len(real), 0 if extra is None else len(extra)
+
     if latent:  # the VAE's input range [-1, 1]
         mean, std = [0.5] * 3, [0.5] * 3
     else:
-        mean = x_real.mean(dim=(0, 2, 3)).tolist()
-        std = x_real.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+        x = torch.from_numpy(real.images).float().div_(255.0)
+        mean, std = x.mean(dim=(0, 1, 2)).tolist(), x.std(dim=(0, 1, 2)).clamp_min(1e-3).tolist()
     spec = SegmenterSpec(cfg.architecture, num_classes, int(real.images.shape[1]), list(cfg.channels),
-                         cfg.num_res_units, mean, std)
-    if extra is not None:
-        x_extra = torch.from_numpy(extra.images).permute(0, 3, 1, 2).float().div_(255.0)
-        y_extra = torch.from_numpy(extra.masks).long()
-        w_extra = torch.from_numpy(weights)
-
+                         cfg.num_res_units, mean, std, norm=cfg.norm)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(rng.integers(0, 2**63 - 1)))
         if latent:
@@ -144,87 +217,46 @@ def train_segmenter(
             spec.latent = net.encoder_state()
         else:
             net = build_network(spec)
-    # timesteps and noise of the latent objective (eq. 10): one stream per run
-    noise_gen = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1))) if latent else None
-    params = net.trainable_parameters() if latent else list(net.parameters())
-    plan = training_plan(n_real, n_extra, cfg.epochs, cfg.batch_size, cfg.synthetic_share, cfg.real_only_epochs, rng)
-    total_steps = sum(len(b) for b in plan)
+    plan = training_plan(n_real, n_extra, cfg.steps, cfg.batch_size, cfg.synthetic_share, cfg.real_only_steps,
+                         [runtime.seed, seed, 1])
+    task = SegmenterTask(net, spec, cfg, plan, real, extra, weights, val, variant != "none", runtime.device)
 
-    accelerator = Accelerator(cpu=runtime.device.type != "cuda", mixed_precision=runtime.mixed_precision)
-    lr = cfg.latent.lr if latent else cfg.lr
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=min(cfg.lr_min, lr))
-    net, opt, sched = accelerator.prepare(net, opt, sched)
-    dice_fn = DiceLoss(include_background=False, to_onehot_y=True, softmax=True, reduction="none")
-    transform = build_standard_transform(cfg.augment) if variant != "none" else None
-
-    live = None
-    if live_dir is not None:
-        from dvclive import Live
-
-        live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
-    history: list[dict[str, float]] = []
-    net.train()
-    for epoch, batches in enumerate(track(plan, f"train_segmenter: {variant} (passes over the real set)")):
-        losses, dices = [], []
-        for b in batches:
-            xb, yb = x_real[b.real], y_real[b.real]
-            wb = torch.ones(len(b.real))
-            if len(b.extra):
-                xb = torch.cat([xb, x_extra[b.extra]])
-                yb = torch.cat([yb, y_extra[b.extra]])
-                wb = torch.cat([wb, w_extra[b.extra]])
-            if transform is not None:
-                xb, yb = augment_batch(xb, yb, transform, rng)
-            xb = normalise(xb, spec).to(accelerator.device)
-            yb, wb = yb.long().to(accelerator.device), wb.to(accelerator.device)
-            with accelerator.autocast():
-                if latent:  # eq. 12 per sample; the curve's Dice reads the decoded single-step estimate
-                    # through forward (not a method of the unwrapped net) so a DDP wrapper syncs gradients
-                    loss_each, logits = net(xb, yb, cfg.latent.single_step_fraction, noise_gen,
-                                            cfg.latent.lambda_latent, cfg.latent.lambda_dice)
-                    loss_each = loss_each.float()
-                else:
-                    logits = net(xb)
-                    loss_each = per_sample_loss(logits.float(), yb, cfg.dice_weight, dice_fn)
-            loss = (loss_each * wb).sum() / wb.sum().clamp_min(1e-6)
-            opt.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-            n = len(b.real)  # the curve's Dice is on the real part of the batch
-            dices.append(_hard_dice(logits[:n].detach(), yb[:n]))
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "train_dice": float(np.mean(dices)),
-               "lr": float(sched.get_last_lr()[0])}
-        history.append(row)
-        if live is not None and ((epoch + 1) % cfg.log_every == 0 or epoch + 1 == cfg.epochs):
-            live.log_metric("train/loss", row["loss"])
-            live.log_metric("train/dice_real", row["train_dice"])
-            live.log_metric("lr", row["lr"])
-            live.next_step()
-    if live is not None:
-        live.end()
-
+    schedule = cfg.schedule(cfg.checkpoint_every, cfg.log_every, cfg.eval_every)
+    if latent:
+        schedule = type(schedule)(**{**schedule.__dict__, "lr": cfg.latent.lr})
+    fingerprint = run_fingerprint(
+        cfg.model_dump(mode="json", exclude={"runs", "seeds"}), variant, ratio, seed, runtime.seed,
+        str(runtime.dtype), runtime.device.type, array_digest(real.images, real.masks, val.images),
+        array_digest(*(extra.images, extra.masks) if extra is not None else ()), code_digest(*TRAINING_MODULES),
+    )
+    with Curves(live_dir, keep_summary=False) as curves:
+        trainer = Trainer(runtime, schedule, "run", fingerprint, checkpoints, curves, curve_prefix="train/",
+                          seed=int(rng.integers(0, 2**63 - 1)), stop_after=stop_after,
+                          description=f"train_segmenter: {variant}")
+        fit = trainer.fit(task)
     real_seen, extra_seen = exposure(plan, n_real, n_extra)
+    first = next((p for p in curves.points if "train/loss" in p), {})
     summary = {
         "variant": variant,
         "ratio": float(ratio),
         "seed": int(seed),
-        "epochs": cfg.epochs,
-        "steps": total_steps,
+        "steps": cfg.steps,
         "n_real": n_real,
+        "n_val": len(val),
         "n_extra": n_extra,
         "extra_per_batch": extra_per_batch(cfg.batch_size, cfg.synthetic_share) if n_extra else 0,
-        "real_exposure": int(real_seen.min()) if n_real else 0,  # == epochs, by design
+        "real_exposure": int(real_seen.min()) if n_real else 0,
         "extra_exposure_mean": float(extra_seen.mean()) if n_extra else 0.0,
         "extra_weight_mean": float(weights.mean()) if n_extra else 0.0,
-        "loss_first": history[0]["loss"],
-        "loss_last": history[-1]["loss"],
-        "train_dice_last": history[-1]["train_dice"],
-        "seconds": time.perf_counter() - t0,
+        "loss_first": first.get("train/loss"),
+        "loss_last": curves.last("train/loss"),
+        "train_dice_last": curves.last("train/dice_real"),
+        "best_step": fit.best_step,
+        "val_dice_best": fit.best_score,
+        "resumed_from_step": fit.resumed_from,
+        "seconds": fit.seconds,
         "warnings": warnings,
     }
-    model = accelerator.unwrap_model(net)
-    return TrainResult(Segmenter(model, spec, {"training": summary}, device=accelerator.device,
-                                 batch_size=cfg.eval_batch_size), summary)
+    model = net.eval()
+    return SegmenterRun(Segmenter(model, spec, {"training": summary}, device=runtime.device,
+                                  batch_size=cfg.eval_batch_size), summary)

@@ -12,9 +12,10 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from diffaug.config import Section
+from diffaug.training.config import OptimConfig
 
 
-class TrainValidatorConfig(Section):
+class TrainValidatorConfig(OptimConfig):
     """`train_validator`: the latent-space segmentation network of eq. 9–13 and its training."""
 
     # --- data ---
@@ -28,7 +29,8 @@ class TrainValidatorConfig(Section):
     codec_channels: list[int] = Field(default_factory=lambda: [8, 16], min_length=1)  # widths of the learned mask codec
     mask_latent_channels: int = Field(4, ge=1)  # channels of the learned mask latent (the VAE codec uses the VAE's)
     codec_steps: int = Field(150, ge=0)  # optimisation steps fitting the learned mask codec
-    codec_lr: float = Field(2e-3, gt=0)  # Adam lr of the mask codec
+    codec_lr: float = Field(2e-3, gt=0)  # Adam lr of the mask codec (constant)
+    codec_latent_noise: float = Field(0.1, ge=0)  # std of the noise on the codec latent while fitting: the decoder learns to tolerate z0_hat's error
 
     # --- network (eq. 9, 13 and the denoiser) ---
     vision_channels: int = Field(16, ge=1)  # width of the trainable vision encoder V_psi (eq. 9)
@@ -62,10 +64,10 @@ class TrainValidatorConfig(Section):
     # --- optimisation (paper: AdamW (0.9, 0.999) wd 0.01, cosine 1e-5 -> 1e-6, batch 4x4, 100k it) ---
     steps: int = Field(800, ge=1)  # optimiser steps
     batch_size: int = Field(16, ge=1)
-    grad_accum: int = Field(1, ge=1)  # gradient accumulation (paper: 4)
     lr: float = Field(1e-3, gt=0)  # peak AdamW lr
-    lr_min: float = Field(1e-4, ge=0)  # end of the cosine schedule
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)  # cosine end as a fraction of lr (paper: 1e-6 / 1e-5)
     weight_decay: float = Field(0.01, ge=0)
+    grad_clip: float = Field(0.0, ge=0)  # max gradient norm; 0 = none (the paper clips nothing)
     checkpoint_every: int = Field(100, ge=1)  # steps between resumable checkpoints
     log_every: int = Field(10, ge=1)  # steps between dvclive points
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from diffaug.runtime import Runtime
+from diffaug.training.curves import Curves
 from diffaug.validator.config import TrainValidatorConfig
 from diffaug.validator.inference import Validator
 from diffaug.validator.metrics import mask_dice, mask_iou
@@ -26,21 +28,10 @@ from diffaug.validator.train import TrainInfo, train_network
 
 
 @dataclass
-class TrainResult:
+class ValidatorRun:
     net: ValidatorNet
     metrics: dict
     info: TrainInfo
-
-
-def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded permutation; at least one sample on each side."""
-    if n < 2:
-        from diffaug.errors import InputError
-
-        raise InputError(f"train split has {n} sample(s); the validator needs at least 2 (train + validation)")
-    perm = np.random.default_rng(seed).permutation(n)
-    n_val = min(max(1, int(round(n * val_fraction))), n - 1)
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
 def evaluate(validator: Validator, images: np.ndarray, masks: np.ndarray, steps: int, seed: int = 0,
@@ -71,19 +62,31 @@ def measure_speed(validator: Validator, images: np.ndarray, steps: int, repeats:
 
 
 def train_validator(train_images: np.ndarray, train_masks: np.ndarray, vae, cfg: TrainValidatorConfig,
-                    num_classes: int, seed: int = 0, device: str | torch.device = "cpu",
-                    mixed_precision: str = "no", generator_unet_state: dict | None = None,
-                    checkpoint_dir=None, live=None, size_class: np.ndarray | None = None) -> TrainResult:
-    """Split, train (resumable), evaluate and time; returns the network and flat metrics.
-    `size_class` (N,) labels of the frames (manifest.csv) split the held-out acceptance of true masks."""
+                    num_classes: int, runtime: Runtime, generator_unet_state: dict | None = None,
+                    checkpoint_dir=None, curves: Curves | None = None, size_class: np.ndarray | None = None,
+                    groups=None, stop_after: int | None = None) -> ValidatorRun:
+    """Split (whole `groups`, e.g. video sequences, on one side), train (resumable), evaluate and
+    time; returns the network and flat metrics. `num_classes` counts background, as
+    fingerprint.json does (polyp 2, fundus 3); the network is built for the foreground classes
+    (`ValidatorModelConfig.num_classes`). `size_class` (N,) labels of the frames (manifest.csv)
+    split the held-out acceptance of true masks."""
+    from diffaug.data.holdout import holdout
+    from diffaug.errors import InputError
+
+    if num_classes < 2 or int(train_masks.max(initial=0)) >= num_classes:
+        raise InputError(f"train_validator: {num_classes} classes (incl. background) but the masks hold class "
+                         f"{int(train_masks.max(initial=0))}; rerun prepare")
+    num_classes = num_classes - 1  # the validator's codec and Dice count foreground classes
+
     t0 = time.perf_counter()
-    tr, va = split_train_val(len(train_images), cfg.val_fraction, seed)
-    net, info = train_network(train_images[tr], train_masks[tr], vae, cfg, num_classes, seed=seed, device=device,
-                              mixed_precision=mixed_precision, generator_unet_state=generator_unet_state,
-                              checkpoint_dir=checkpoint_dir, live=live)
+    tr, va = holdout(groups if groups is not None else np.arange(len(train_images)), cfg.val_fraction, runtime.seed)
+    net, info = train_network(train_images[tr], train_masks[tr], vae, cfg, num_classes, runtime=runtime,
+                              generator_unet_state=generator_unet_state, checkpoint_dir=checkpoint_dir,
+                              curves=curves, stop_after=stop_after)
     train_s = time.perf_counter() - t0
+    device = runtime.device
     validator = Validator(net, vae, device=device)
-    metrics = evaluate(validator, train_images[va], train_masks[va], cfg.iterative_steps, seed, cfg.eval_batch_size,
+    metrics = evaluate(validator, train_images[va], train_masks[va], cfg.iterative_steps, runtime.seed, cfg.eval_batch_size,
                        cfg.report_thresholds, groups=None if size_class is None else np.asarray(size_class)[va])
     speed_imgs = train_images[va][: cfg.eval_batch_size]
     metrics |= measure_speed(validator, speed_imgs, cfg.iterative_steps, cfg.speed_repeats)
@@ -97,10 +100,10 @@ def train_validator(train_images: np.ndarray, train_masks: np.ndarray, vae, cfg:
         **{f"final_{k}": v for k, v in info.history.items()},
         **{f"seconds_{k}": v for k, v in info.seconds.items()},
     }
-    if live is not None:
+    if curves is not None:
         for k in ("val_dice_single", "val_iou_single", "val_dice_iterative", "val_iou_iterative", "speed_ratio"):
-            live.summary[k] = metrics[k]
-    return TrainResult(net=net, metrics=metrics, info=info)
+            curves.summary[k] = metrics[k]
+    return ValidatorRun(net=net, metrics=metrics, info=info)
 
 
-__all__ = ["TrainResult", "evaluate", "measure_speed", "split_train_val", "train_validator"]
+__all__ = ["ValidatorRun", "evaluate", "measure_speed", "train_validator"]

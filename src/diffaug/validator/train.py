@@ -11,15 +11,13 @@ Augmentation: flips and 90° rotations (the 8 elements of the dihedral group), a
 image and mask. They are exact on the pixel grid, and since the VAE and the codec are frozen
 while the network trains, the latents of all 8 variants are computed once and sampled from.
 
-Resumable: every `checkpoint_every` steps the network, optimizer, lr schedule, step and the
-sampling generator's state go to `<checkpoints>/last/` (safetensors + torch.save of plain
-tensors, loaded with weights_only=True); a run with the same params resumes from there.
+Both the codec and the network train through `diffaug.training.Trainer` (checkpoints in
+`<checkpoints>/codec/` and `<checkpoints>/network/`), so a killed run resumes where it stopped and
+a finished one with the same params, data and code is loaded instead of retrained.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,20 +27,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from diffaug.io import atomic_dir
-from diffaug.progress import track
+from diffaug.runtime import Runtime
+from diffaug.training.curves import Curves
+from diffaug.training.schedule import Schedule
+from diffaug.training.state import array_digest, code_digest, run_fingerprint
+from diffaug.training.trainer import Trainer
 from diffaug.validator.codec import VaeMaskCodec, one_hot, probs_to_masks
 from diffaug.validator.config import TrainValidatorConfig
 from diffaug.validator.inference import encode_images, images_to_tensor
 from diffaug.validator.metrics import mask_dice
 from diffaug.validator.objective import draw_timesteps, eq12_terms
-from diffaug.validator.model import (
-    ValidatorModelConfig,
-    ValidatorNet,
-    make_scheduler,
-    save_validator,
-    vae_downsample,
-)
+from diffaug.validator.model import ValidatorModelConfig, ValidatorNet, make_scheduler, vae_downsample
 
 log = logging.getLogger(__name__)
 
@@ -78,30 +73,44 @@ def soft_dice_loss(probs: torch.Tensor, masks: torch.Tensor, num_classes: int) -
 
 
 # ----------------------------------------------------------------------------- mask codec
-def fit_mask_codec(net: ValidatorNet, masks: torch.Tensor, cfg: TrainValidatorConfig, generator: torch.Generator) -> None:
-    """Fit the learned codec as an autoencoder on the (augmented) training masks: cross-entropy +
-    Dice on the reconstruction, with noise on the latent so the decoder tolerates the residual
-    error of z0_hat; then set the latent scale to 1 / std (unit variance, like the VAE's)."""
-    codec = net.codec
-    if codec is None:
-        return
-    opt = torch.optim.Adam(codec.parameters(), lr=cfg.codec_lr)
-    n = len(masks)
-    codec.train()
-    for _ in track(range(cfg.codec_steps), "mask codec"):
-        idx = torch.randint(n, (min(cfg.batch_size, n),), generator=generator)
-        k = int(torch.randint(8 if cfg.augment else 1, (1,), generator=generator))
-        m = dihedral(masks[idx], k)
+class CodecTask:
+    """The learned codec as an autoencoder of the (augmented) training masks: cross-entropy +
+    Dice on the reconstruction, with noise of std `codec_latent_noise` on the latent so the
+    decoder tolerates the residual error of z0_hat."""
+
+    def __init__(self, codec, masks: torch.Tensor, cfg: TrainValidatorConfig) -> None:
+        self.model, self.masks, self.cfg = codec, masks, cfg
+
+    def parameters(self):
+        return list(self.model.parameters())
+
+    def batch(self, step: int, g: torch.Generator):
+        n = len(self.masks)
+        idx = torch.randint(n, (min(self.cfg.batch_size, n),), generator=g)
+        k = int(torch.randint(8 if self.cfg.augment else 1, (1,), generator=g))
+        return dihedral(self.masks[idx], k), torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))
+
+    def losses(self, codec, batch) -> dict[str, torch.Tensor]:
+        m, noise = batch
         z = codec.encode_raw(m)
-        z = z + 0.1 * torch.randn(z.shape, generator=generator)
+        z = z + self.cfg.codec_latent_noise * torch.randn(z.shape, generator=noise)
         logits = codec.decoder(z)
-        loss = F.cross_entropy(logits, m.long()) + soft_dice_loss(logits.softmax(1), m, codec.num_classes)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    codec.eval()
-    with torch.no_grad():
-        std = torch.cat([codec.encode_raw(masks[i:i + 64]) for i in range(0, n, 64)]).std().item()
+        ce = F.cross_entropy(logits, m.long())
+        dice = soft_dice_loss(logits.softmax(1), m, codec.num_classes)
+        return {"loss": ce + dice, "ce": ce, "dice": dice}
+
+
+def codec_schedule(cfg: TrainValidatorConfig) -> Schedule:
+    """Adam at a constant rate (AdamW without decay), as the codec has always been fitted."""
+    return Schedule(steps=cfg.codec_steps, lr=cfg.codec_lr, min_lr_ratio=1.0, betas=tuple(cfg.betas),
+                    checkpoint_every=cfg.codec_steps, log_every=cfg.log_every)
+
+
+@torch.no_grad()
+def set_codec_scale(net: ValidatorNet, masks: torch.Tensor) -> None:
+    """Latent scale = 1 / std of the encoded training masks (unit variance, like the VAE's)."""
+    codec = net.codec.eval()
+    std = torch.cat([codec.encode_raw(masks[i:i + 64]) for i in range(0, len(masks), 64)]).std().item()
     net.set_codec_scale(1.0 / max(std, 1e-3))
 
 
@@ -136,53 +145,43 @@ def build_cache(vae, codec, images: np.ndarray, masks: np.ndarray, augment: bool
     return LatentCache(torch.stack(za), torch.stack(z0), torch.stack(mm))
 
 
-# ----------------------------------------------------------------------------- checkpoints
+# ----------------------------------------------------------------------------- training
 # the code a checkpoint depends on: a checkpoint written by other training code is not resumed
 # (least of all a finished one, which would hand back the old weights without training)
-TRAINING_MODULES = tuple(f"diffaug.validator.{m}" for m in ("config", "codec", "model", "objective", "inference", "train"))
+TRAINING_MODULES = tuple(f"diffaug.validator.{m}" for m in ("config", "codec", "model", "objective", "inference", "train")) + (
+    "diffaug.training.trainer",)
 
 
-def params_hash(cfg: TrainValidatorConfig, model_cfg: ValidatorModelConfig, images: np.ndarray,
-                masks: np.ndarray, seed: int) -> str:
-    """Identity of a training run (params, data, seed, training code): a checkpoint is resumed
-    only if it matches."""
-    from diffaug.generator.checkpoint import source_digest
+class ValidatorTask:
+    """eq. 12 on batches drawn from the latent cache (the VAE and the codec are frozen)."""
 
-    blob = json.dumps({"cfg": cfg.model_dump(), "model": asdict(model_cfg) | {"codec_scale": None},
-                       "seed": seed, "code": source_digest(*TRAINING_MODULES)}, sort_keys=True).encode()
-    h = hashlib.sha256(blob)
-    h.update(np.ascontiguousarray(images).tobytes())
-    h.update(np.ascontiguousarray(masks).tobytes())
-    return h.hexdigest()[:16]
+    def __init__(self, net: ValidatorNet, codec, cache: LatentCache, cfg: TrainValidatorConfig, num_classes: int,
+                 device: torch.device) -> None:
+        self.model, self.codec, self.cache, self.cfg, self.num_classes = net, codec, cache, cfg, num_classes
+        self.device = device
+        self.alphas = make_scheduler(net.config).alphas_cumprod.to(device)
 
+    def parameters(self):
+        return [p for n_, p in self.model.named_parameters() if not n_.startswith("codec.")]
 
-def save_checkpoint(ckpt_dir: Path, net: ValidatorNet, opt, sched, step: int, gen: torch.Generator,
-                    key: str, history: dict, points: list[dict]) -> None:
-    with atomic_dir(ckpt_dir / "last") as tmp:
-        save_validator(net, tmp)
-        torch.save({"optimizer": opt.state_dict(), "lr_scheduler": sched.state_dict(),
-                    "generator": gen.get_state()}, tmp / "state.pt")
-        # points: every dvclive log point so far, so a resumed run can redraw the whole curve
-        (tmp / "progress.json").write_text(json.dumps({"step": step, "params_hash": key, "history": history,
-                                                       "points": points}))
+    def batch(self, step: int, g: torch.Generator):
+        c, cfg = self.model.config, self.cfg
+        V, N = self.cache.z_a.shape[:2]
+        idx = torch.randint(N, (cfg.batch_size,), generator=g)
+        var = torch.randint(V, (cfg.batch_size,), generator=g)
+        t = draw_timesteps(cfg.batch_size, c.single_step_timestep, c.num_train_timesteps, cfg.single_step_fraction, g)
+        eps = torch.randn((cfg.batch_size, *self.cache.z0.shape[2:]), generator=g)
+        return self.cache.z_a[var, idx], self.cache.z0[var, idx], self.cache.masks[var, idx], t, eps
 
-
-def load_checkpoint(ckpt_dir: Path | None, key: str) -> tuple[Path, dict] | None:
-    """The last checkpoint if it was written with the same params, else None (start afresh)."""
-    if ckpt_dir is None:
-        return None
-    last = ckpt_dir / "last"
-    try:
-        progress = json.loads((last / "progress.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if progress.get("params_hash") != key:
-        log.warning("train_validator: checkpoint in %s was written with other params; starting afresh", last)
-        return None
-    return last, progress
+    def losses(self, model, batch) -> dict[str, torch.Tensor]:
+        z_a, z0, m, t, eps = (b.to(self.device) for b in batch)
+        cfg = self.cfg
+        terms = eq12_terms(model, self.codec, z_a, z0, m, t, eps, self.alphas, self.num_classes,
+                           with_dice=cfg.lambda_dice > 0)
+        return {"loss": terms.total(cfg.lambda_latent, cfg.lambda_dice).mean(),  # eq. 12
+                "loss_noise": terms.noise.mean(), "loss_latent": terms.latent.mean(), "loss_dice": terms.dice.mean()}
 
 
-# ----------------------------------------------------------------------------- training
 @dataclass
 class TrainInfo:
     steps: int = 0
@@ -190,28 +189,28 @@ class TrainInfo:
     copied_init_tensors: int = 0
     codec_recon_dice_learned: float | None = None
     codec_recon_dice_vae: float | None = None
-    history: dict = field(default_factory=dict)
+    history: dict = field(default_factory=dict)  # the last logged window means
     seconds: dict = field(default_factory=dict)  # wall time per phase: codec, cache, loop
-    curve: list = field(default_factory=list)  # (step, loss) at every log point of this run
+    curve: list = field(default_factory=list)  # (step, loss) at every log point
 
 
 def train_network(images: np.ndarray, masks: np.ndarray, vae, cfg: TrainValidatorConfig, num_classes: int,
-                  seed: int = 0, device: str | torch.device = "cpu", mixed_precision: str = "no",
-                  generator_unet_state: dict | None = None, checkpoint_dir: str | Path | None = None,
-                  live=None, max_steps: int | None = None) -> tuple[ValidatorNet, TrainInfo]:
-    """Train a validator on images uint8 (N, H, W, 3) and masks uint8 (N, H, W) class indices.
+                  seed: int = 0, runtime: Runtime | None = None, generator_unet_state: dict | None = None,
+                  checkpoint_dir: str | Path | None = None, curves: Curves | None = None,
+                  stop_after: int | None = None) -> tuple[ValidatorNet, TrainInfo]:
+    """Train a validator on images uint8 (N, H, W, 3) and masks uint8 (N, H, W) class indices
+    (`num_classes` foreground classes): the mask codec, then the network (both through
+    `diffaug.training`, each resumable). Without a `runtime`, on the CPU in float32 with `seed`.
 
-    `max_steps` stops early (simulates an interrupted run, for the resume test); `live` is a dvclive
-    Live or None. Returns the trained network (CPU, eval mode) and a summary.
+    `stop_after` stops after that many optimiser steps of the network as if killed (tests:
+    raises `TrainingStopped`). Returns the trained network (CPU, eval mode) and a summary.
     """
-    from accelerate import Accelerator
-    from safetensors.torch import load_file
-
     vae = vae.to("cpu").eval().requires_grad_(False)
     if vae.dtype != torch.float32:
         vae = vae.float()
+    runtime = runtime if runtime is not None else Runtime(torch.device("cpu"), torch.float32, seed)
+    seed = runtime.seed
     model_cfg = model_config_from(cfg, vae, num_classes)
-    gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # parameter initialisation
     net = ValidatorNet(model_cfg)
     info = TrainInfo()
@@ -219,94 +218,39 @@ def train_network(images: np.ndarray, masks: np.ndarray, vae, cfg: TrainValidato
         from diffaug.validator.model import init_from_generator_unet
 
         info.copied_init_tensors = init_from_generator_unet(net, generator_unet_state)
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    key = params_hash(cfg, model_cfg, images, masks, seed)
-    resume = load_checkpoint(ckpt_dir, key)
-
+    fingerprint = run_fingerprint(cfg.model_dump(mode="json"), asdict(model_cfg) | {"codec_scale": None}, seed,
+                                  str(runtime.dtype), runtime.device.type, array_digest(images, masks),
+                                  code_digest(*TRAINING_MODULES))
+    curves = curves if curves is not None else Curves(None)
     mask_t = torch.from_numpy(masks.astype(np.int64))
+
     clock = time.perf_counter()
-    if resume is None:
-        fit_mask_codec(net, mask_t, cfg, gen)
-    else:  # the codec (weights and scale) comes back with the network
-        last, progress = resume
-        net.set_codec_scale(json.loads((last / "config.json").read_text())["codec_scale"])
-        net.load_state_dict(load_file(str(last / "model.safetensors")))
-    codec = net.codec if net.codec is not None else VaeMaskCodec(vae, num_classes)
     if net.codec is not None:
+        if cfg.codec_steps > 0:
+            Trainer(runtime, codec_schedule(cfg), "codec", fingerprint, checkpoint_dir, curves, "codec/",
+                    seed=seed, description="train_validator: mask codec").fit(CodecTask(net.codec, mask_t, cfg))
+        set_codec_scale(net, mask_t)
         net.codec.requires_grad_(False).eval()
         info.codec_recon_dice_learned = codec_reconstruction_dice(net.codec, mask_t, num_classes)
+    codec = net.codec if net.codec is not None else VaeMaskCodec(vae, num_classes)
     if num_classes <= 2:
         info.codec_recon_dice_vae = codec_reconstruction_dice(VaeMaskCodec(vae, num_classes), mask_t, num_classes)
     info.seconds["codec"] = time.perf_counter() - clock
     clock = time.perf_counter()
     cache = build_cache(vae, codec, images, masks, cfg.augment)
     info.seconds["cache"] = time.perf_counter() - clock
-    clock = time.perf_counter()
 
-    params = [p for n_, p in net.named_parameters() if not n_.startswith("codec.")]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps, eta_min=cfg.lr_min)
-    start, points = 0, []
-    if resume is not None:
-        last, progress = resume
-        state = torch.load(last / "state.pt", weights_only=True)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["lr_scheduler"])
-        gen.set_state(state["generator"])
-        start, info.history = int(progress["step"]), progress.get("history", {})
-        points = progress.get("points", [])
-        info.resumed_from = start
-    accel = Accelerator(cpu=torch.device(device).type == "cpu", mixed_precision=mixed_precision,
-                        gradient_accumulation_steps=cfg.grad_accum)
-    net, opt = accel.prepare(net, opt)
-    dev = accel.device
-    alphas = make_scheduler(model_cfg).alphas_cumprod.to(dev)
-    net_codec_is_vae = isinstance(codec, VaeMaskCodec)
-    if net_codec_is_vae:
-        vae.to(dev)
-    if live is not None:  # a resumed run redraws the checkpoint's points, then continues from there
-        for point in points:
-            live.step = point["step"]
-            for k, v in point.items():
-                if k != "step":
-                    live.log_metric(f"train/{k}", v)
-            live.next_step()
-    V, N = cache.z_a.shape[:2]
-    t_s, T = model_cfg.single_step_timestep, model_cfg.num_train_timesteps
-    end = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
-    net.train()
-    for step in track(range(start, end), "train validator", total=end - start):
-        for _ in range(cfg.grad_accum):
-            idx = torch.randint(N, (cfg.batch_size,), generator=gen)
-            var = torch.randint(V, (cfg.batch_size,), generator=gen)
-            z_a, z0, m = cache.z_a[var, idx].to(dev), cache.z0[var, idx].to(dev), cache.masks[var, idx].to(dev)
-            t = draw_timesteps(cfg.batch_size, t_s, T, cfg.single_step_fraction, gen).to(dev)
-            eps = torch.randn(z0.shape, generator=gen).to(dev)
-            with accel.accumulate(net):
-                terms = eq12_terms(net, codec, z_a, z0, m, t, eps, alphas, num_classes, with_dice=cfg.lambda_dice > 0)
-                l_noise, l_latent, l_dice = terms.noise.mean(), terms.latent.mean(), terms.dice.mean()
-                loss = terms.total(cfg.lambda_latent, cfg.lambda_dice).mean()  # eq. 12
-                accel.backward(loss)
-                opt.step()
-                opt.zero_grad()
-        sched.step()
-        done = step + 1
-        if done % cfg.log_every == 0 or done == end:
-            point = {"loss": loss.item(), "loss_noise": l_noise.item(), "loss_latent": l_latent.item(),
-                     "loss_dice": l_dice.item(), "lr": sched.get_last_lr()[0]}
-            info.history = {k: float(v) for k, v in point.items()}
-            info.curve.append((done, float(point["loss"])))
-            points.append({"step": done, **info.history})
-            if live is not None:
-                live.step = done  # curves against the optimiser step (also across a resume)
-                for k, v in point.items():
-                    live.log_metric(f"train/{k}", v)
-                live.next_step()
-        if ckpt_dir is not None and (done % cfg.checkpoint_every == 0 or done == end):
-            save_checkpoint(ckpt_dir, accel.unwrap_model(net), opt, sched, done, gen, key, info.history, points)
-    info.steps = end
+    clock = time.perf_counter()
+    if isinstance(codec, VaeMaskCodec):
+        vae.to(runtime.device)
+    task = ValidatorTask(net, codec, cache, cfg, num_classes, runtime.device)
+    schedule = cfg.schedule(cfg.checkpoint_every, cfg.log_every)
+    trainer = Trainer(runtime, schedule, "network", fingerprint, checkpoint_dir, curves, "train/",
+                      seed=seed + 1, stop_after=stop_after, description="train_validator: network")
+    fit = trainer.fit(task)
+    info.steps, info.resumed_from = fit.steps, fit.resumed_from
+    info.history = {k.removeprefix("train/"): v for k, v in fit.last.items()}
+    info.curve = [(p["step"], p["train/loss"]) for p in curves.points if "train/loss" in p]
     info.seconds["loop"] = time.perf_counter() - clock
-    net = accel.unwrap_model(net).cpu().eval()
-    if net_codec_is_vae:
-        vae.to("cpu")
-    return net, info
+    vae.to("cpu")
+    return net.cpu().eval(), info
