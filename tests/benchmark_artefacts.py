@@ -41,7 +41,10 @@ def build_artefacts(root: Path, image_size: int = 32) -> dict[str, Path]:
     save_validator(ValidatorNet(vcfg), paths["validator"])
 
     spec = SegmenterSpec(architecture="unet", num_classes=2, image_size=image_size, channels=[8, 16])
-    save_segmenter(paths["segmenters"] / "none-r0-s0", build_network(spec), spec, {"variant": "none"})
+    from diffaug.segmenter.config import TrainSegmenterConfig
+
+    params = TrainSegmenterConfig(channels=[8, 16], batch_size=4).model_dump(mode="json", exclude={"runs", "seeds"})
+    save_segmenter(paths["segmenters"] / "none-r0-s0", build_network(spec), spec, {"variant": "none", "params": params})
 
     test = load_split(paths["prepared"], "test")
     save_npz(paths["synthetic"] / "samples.npz", images=test.images, masks=test.masks, ids=test.ids)

@@ -59,6 +59,7 @@ def test_figures_are_flat_named_and_consistent(measured):
     # one network call vs T=6 calls on the same batch: single-step must be clearly faster
     assert fig["validator_single_step_speedup"] > 1.2
     assert fig["gate_input"] == "synthetic" and fig["segmenter_run"] == "none-r0-s0"
+    assert fig["segmenter_train_steps_per_s"] > 0  # one step of the run's own training recipe
     assert "generate_speedup_vs_stock" in output and "baseline written" in output
 
 

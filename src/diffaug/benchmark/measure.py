@@ -238,3 +238,22 @@ def measure_many(
 def measure(fn: Callable[[], Any], *, items: int, **kwargs: Any) -> Measurement:
     """Time one callable (see `measure_many`): warm-up, then `repeats` timed calls, median."""
     return measure_many({"fn": fn}, items=items, **kwargs)["fn"]
+
+
+def measure_training(step: Callable[[], Any], *, items: int, device: torch.device | str = "cpu", repeats: int = 3,
+                     warmup: int = 1) -> Measurement:
+    """Time a training step (forward, backward, optimiser): `measure` runs under inference mode,
+    which autograd cannot leave, so this times with gradients on, warm-up first, median of `repeats`."""
+    import statistics
+
+    device = torch.device(device)
+    with torch.inference_mode(False), torch.enable_grad():
+        for _ in range(max(1, warmup)):  # optimizer state allocation, kernel selection
+            step()
+        times, peak = [], 0
+        for _ in range(repeats):
+            elapsed, p = _timed_call(step, device, 0.005)
+            times.append(elapsed)
+            peak = max(peak, p)
+    kind = "cuda_max_allocated" if device.type == "cuda" else "cpu_rss_sampled"
+    return Measurement(statistics.median(times), min(times), repeats, items, peak / 2**20, kind)

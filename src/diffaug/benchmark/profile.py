@@ -155,6 +155,7 @@ def bench_finetune_step(gen: Any, batch: int, image_size: int, rt: Any, repeats:
     autocast in the run's dtype, as accelerate's mixed precision does): s/step and peak memory."""
     import copy
 
+    from diffaug.benchmark.measure import measure_training
     from diffaug.generator.losses import inpainting_loss
 
     unet = copy.deepcopy(gen.unet).to(dtype=torch.float32).train()
@@ -183,28 +184,11 @@ def bench_finetune_step(gen: Any, batch: int, image_size: int, rt: Any, repeats:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    with torch.inference_mode(False):
-        m = _measure_grad(step, batch, rt.device, repeats)
+    m = measure_training(step, items=batch, device=rt.device, repeats=repeats)
     out["finetune_step_samples_per_s"] = m.items_per_s
     out["finetune_step_median_s"] = m.median_s
     out["finetune_step_peak_mem_mb"] = m.peak_mem_mb
     out["finetune_unet_params_m"] = sum(p.numel() for p in unet.parameters()) / 1e6
-
-
-def _measure_grad(step: Any, batch: int, device: torch.device, repeats: int) -> Any:
-    """`measure` runs under inference_mode; training needs autograd, so time it here alike."""
-    import statistics
-
-    from diffaug.benchmark.measure import Measurement, _timed_call
-
-    step()  # warm-up: optimizer state allocation, kernel selection
-    times, peak = [], 0
-    for _ in range(repeats):
-        elapsed, p = _timed_call(step, device, 0.005)
-        times.append(elapsed)
-        peak = max(peak, p)
-    kind = "cuda_max_allocated" if device.type == "cuda" else "cpu_rss_sampled"
-    return Measurement(statistics.median(times), min(times), repeats, batch, peak / 2**20, kind)
 
 
 PARTS = ("vae", "generate", "validator", "segmenter", "finetune")
@@ -252,7 +236,7 @@ def run_profile(size: str, image_size: int, batch: int, dtype: str, steps: int, 
     if "validator" in parts:
         bench_validator(validator, images, cfg, rt, out)
     if "segmenter" in parts:
-        bench_segmenter(segmenter, images, cfg, rt, out)
+        bench_segmenter(segmenter, images, masks, cfg, rt, out)
     if finetune and "finetune" in parts:
         bench_finetune_step(gen, batch, image_size, rt, repeats, out)  # its fp32 copy is freed on return
     if rt.device.type == "cuda":

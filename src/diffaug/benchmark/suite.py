@@ -12,7 +12,7 @@ Every figure is produced by the other stages' public code paths (no re-implement
   intended mask (`validator.metrics.mask_iou`, eq. 14), threshold -- the computation of
   `validator.gate.run_gate` without its reading of the whole raw folder from disk; timed
   interleaved with generation so `gate_vs_generate_speedup` compares the two under the same load.
-- segmenter: `Segmenter.predict` of one trained run.
+- segmenter: `Segmenter.predict` of one trained run, and one training step of its recipe.
 
 Ratios (higher is better) sit beside the absolute figures; `--check` compares only ratios.
 """
@@ -34,6 +34,7 @@ from diffaug.benchmark.measure import (
     injected_slowdown,
     measure,
     measure_many,
+    measure_training,
     module_bytes,
     slowed,
 )
@@ -140,9 +141,38 @@ def bench_validator(validator: Any, images: np.ndarray, cfg: BenchmarkConfig, rt
         out[f"validator_ms_{part}"] = s[f"speed_ms_{part}"]
 
 
-def bench_segmenter(segmenter: Any, images: np.ndarray, cfg: BenchmarkConfig, rt: Runtime, out: dict[str, Any]) -> None:
+def bench_segmenter(segmenter: Any, images: np.ndarray, masks: np.ndarray, cfg: BenchmarkConfig, rt: Runtime,
+                    out: dict[str, Any]) -> None:
+    """Inference (images/s) and one training step of the run's own recipe (steps/s): augmentation,
+    forward, backward and AdamW on `train_segmenter.batch_size` pairs, through the trainer's task."""
     kw = dict(items=len(images), device=rt.device, warmup=cfg.warmup, repeats=cfg.repeats)
     _record(out, "segmenter", measure(lambda: segmenter.predict(images), **kw))
+    out["segmenter_train_steps_per_s"] = None
+    params = segmenter.meta.get("params")
+    if segmenter.spec.architecture != "unet" or not params:
+        return  # the latent network trains through the validator's parts; timed by train_segmenter itself
+    from diffaug.segmenter.config import TrainSegmenterConfig
+    from diffaug.segmenter.data import Pairs
+    from diffaug.segmenter.mixing import training_plan
+    from diffaug.segmenter.models import build_network
+    from diffaug.segmenter.train import SegmenterTask
+
+    tcfg = TrainSegmenterConfig.model_validate(params)
+    pairs = Pairs(_batch(images, tcfg.batch_size), _batch(masks.astype(np.uint8), tcfg.batch_size))
+    net = build_network(segmenter.spec).to(rt.device).train()
+    plan = training_plan(len(pairs), 0, 1, tcfg.batch_size, 0.0, 0, rt.seed)
+    task = SegmenterTask(net, segmenter.spec, tcfg, plan, pairs, None, np.zeros(0, np.float32), pairs, True, rt.device)
+    opt = torch.optim.AdamW(net.parameters(), lr=tcfg.lr)
+    g = torch.Generator().manual_seed(rt.seed)
+
+    def step() -> None:
+        loss = task.losses(net, task.batch(0, g))["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    m = measure_training(step, items=1, device=rt.device, repeats=max(cfg.repeats, 5), warmup=cfg.warmup)
+    _record(out, "segmenter_train", m, rate_name="steps_per_s")
 
 
 def pick_segmenter_run(segmenters: Path, name: str) -> Path:
@@ -226,6 +256,6 @@ def run_benchmark(inputs: BenchmarkInputs, cfg: BenchmarkConfig, rt: Runtime, *,
         elif step == "validator":
             bench_validator(validator, eval_images, cfg, rt, out)
         else:
-            bench_segmenter(segmenter, eval_images, cfg, rt, out)
+            bench_segmenter(segmenter, eval_images, eval_masks, cfg, rt, out)
     out["seconds"] = time.perf_counter() - t_start
     return out
