@@ -35,7 +35,8 @@ def main(
 
     base = load_section(params, "base")
     cfg = load_section(params, "finetune_generator")
-    result = run_finetune_generator(cfg, base, prepared, out, checkpoints, live, metrics)
+    zoom = load_section(params, "generate").zoom  # phase (c) learns the scale generate paints small lesions at
+    result = run_finetune_generator(cfg, base, prepared, out, checkpoints, live, metrics, zoom=zoom)
     if result is not None:
         typer.echo(
             f"generator written to {out}: vae PSNR {result['vae_psnr']:.2f} dB, "

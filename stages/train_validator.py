@@ -37,6 +37,7 @@ def main(
 
     base = load_section(params, "base")
     cfg = load_section(params, "train_validator")
+    zoom = load_section(params, "generate").zoom  # the gate checks small lesions zoomed: train and report that way
     runtime = resolve_runtime(base)
     train = load_split(prepared, "train")
     num_classes = int(load_fingerprint(prepared)["num_classes"])
@@ -46,7 +47,8 @@ def main(
         result = train_validator(train.images, train.masks, vae, cfg, num_classes, runtime,
                                  generator_unet_state=unet_state, checkpoint_dir=checkpoints, curves=curves,
                                  size_class=table["size_class"].to_numpy() if "size_class" in table else None,
-                                 groups=table["group"].astype(str).to_numpy() if "group" in table else None)
+                                 groups=table["group"].astype(str).to_numpy() if "group" in table else None,
+                                 zoom=zoom)
     with atomic_dir(out) as tmp:
         save_validator(result.net, tmp)
     write_json(metrics, result.metrics)

@@ -93,3 +93,18 @@ def test_significance_degenerate_inputs_are_null_with_reason():
     assert res["p_value"] is None and res["status"].startswith("undefined: every paired difference is zero")
     res = paired_comparison(np.array([0.5, np.nan]), np.array([0.4, 0.3]), seed=0)
     assert res["p_value"] is None and res["n_images"] == 1 and "need at least 2" in res["status"]
+
+
+def test_paired_detection_sign_test():
+    from diffaug.evaluation.significance import paired_detection
+
+    a = np.array([1.0] * 30 + [0.0] * 10)  # a finds 30 of 40
+    b = np.array([0.0] * 12 + [1.0] * 18 + [0.0] * 10)  # b misses 12 of those
+    res = paired_detection(a, b)
+    assert res["status"] == "ok" and (res["wins"], res["losses"]) == (12, 0)
+    assert res["fnr_a"] == pytest.approx(0.25) and res["fnr_b"] == pytest.approx(0.55)
+    assert res["fnr_diff"] == pytest.approx(-0.30) and res["p_value"] < 0.001  # 2 x 0.5^12
+    even = paired_detection(np.array([1.0, 0.0, 0.6, 0.4]), np.array([0.0, 1.0, 0.4, 0.6]))
+    assert (even["wins"], even["losses"]) == (2, 2) and even["p_value"] == pytest.approx(1.0)
+    assert paired_detection(a, a)["p_value"] is None and "same lesions" in paired_detection(a, a)["status"]
+    assert paired_detection(np.zeros(0), np.zeros(0))["status"].startswith("undefined: no lesion")

@@ -59,6 +59,10 @@ def test_better_predictions_score_better_and_are_significant():
     assert set(sig) == {"copypaste-r1_vs_standard", "diffaug-r1_vs_standard", "diffaug-r1_vs_copypaste-r1"}
     assert sig["diffaug-r1_vs_standard"]["p_value"] < 0.001 and sig["diffaug-r1_vs_standard"]["ci_low"] > 0
     assert "none_vs_standard" not in sig  # augmentations are judged against standard, `none` is not one
+    det = m["detection_significance"]  # the same comparisons, per ground-truth lesion and lesion class
+    assert set(det) == set(sig) and set(det["diffaug-r1_vs_standard"]) == {"lesions", "small", "flat"}
+    d = det["diffaug-r1_vs_standard"]["lesions"]
+    assert d["n_lesions"] == 24 and d["fnr_diff"] == pytest.approx(m["diffaug-r1"]["fnr_lesions"] - m["standard"]["fnr_lesions"])
     assert len(ev.per_image) == 8 * 24 and len(ev.lesions) == 8 * 24
 
 

@@ -24,13 +24,15 @@ def _write_prepared(folder, images, masks):
     (folder / "fingerprint.json").write_text(json.dumps({"family": "polyp", "num_classes": 2, "image_size": 32}))
 
 
-def _write_raw(folder, images, masks, size_class=None):
+def _write_raw(folder, images, masks, size_class=None, windows=None):
     folder.mkdir(parents=True, exist_ok=True)
     ids = np.array([f"g{i:03d}" for i in range(len(images))])
     save_npz(folder / "samples.npz", images=images, masks=masks, ids=ids)
     rows = pd.DataFrame({"sample_id": ids, "background_id": "b", "prompt": "sessile polyp", "seed": np.arange(len(ids))})
     if size_class is not None:
         rows["size_class"] = size_class
+    if windows is not None:  # generate's zoom windows (y, x, side), side 0 = whole frame
+        rows[["window_y", "window_x", "window_side"]] = np.asarray(windows)
     rows.to_csv(folder / "manifest.csv", index=False)
 
 
@@ -115,6 +117,25 @@ def test_gate_writes_accepted_rejected_sets(trained, tmp_path):
         rows = both[both["size_class"] == c]
         assert m[f"n_{c}"] == 5 and m[f"acceptance_rate_{c}"] == pytest.approx((rows["iou"] > 0.5).mean())
         assert m[f"iou_mean_{c}"] == pytest.approx(rows["iou"].mean(), abs=1e-5)
+
+
+def test_gate_result_does_not_depend_on_batch_size(trained, tmp_path, write_params):
+    """Each sample's validator noise comes from its own seed, so chunking changes nothing."""
+    import yaml
+
+    images, masks = blob_data(40, seed=7)
+    _write_raw(tmp_path / "raw", images, masks)
+    ious = []
+    for bs in (3, 32):
+        params = yaml.safe_load((trained / "params.yaml").read_text())
+        params["gate"]["batch_size"] = bs
+        out = tmp_path / f"gated{bs}"
+        result = _gate(trained, tmp_path / "raw", out, params=write_params(params, f"p{bs}.yaml"))
+        assert result.exit_code == 0, result.output
+        both = pd.concat([pd.read_csv(out / "accepted.csv"), pd.read_csv(out / "rejected.csv")])
+        ious.append(both.sort_values("sample_id")["iou"].to_numpy())
+    assert len(ious[0]) == 40  # 40 > 3 x 8: several chunks at batch size 3, one at 32
+    np.testing.assert_allclose(ious[0], ious[1], atol=1e-6)
 
 
 def test_gate_disabled_accepts_everything(trained, tmp_path, write_params):

@@ -87,3 +87,45 @@ def test_gate_accepts_right_masks_and_rejects_moved_ones(prepared, validator, tm
     assert right > 0.5  # most right pairs pass the gate
     assert wrong >= 0.95  # moved masks are rejected
     assert score >= 0.9  # a right pair outscores a moved one almost always
+
+
+@pytest.fixture(scope="module")
+def small_prepared(tmp_path_factory, one_thread):
+    """Phantom frames whose lesions are all small (clearly painted: not flat)."""
+    root = tmp_path_factory.mktemp("disc_small") / "prepared"
+    return make_prepared(root, size=SIZE, normals=4, train=96, test=48, seed=SEED, small_share=1.0, flat_share=0.0)
+
+
+def test_gate_checks_small_lesions_zoomed(small_prepared, vae, tmp_path):
+    """Issue "small lesions first": a validator trained with zoomed windows, and the gate checking
+    each small lesion in its window, accepts most right small pairs and rejects their masks moved away."""
+    from diffaug.data.prepared import load_split
+    from diffaug.validator.gate import run_gate
+    from diffaug.validator.inference import Validator
+    from diffaug.zoom import ZoomConfig, window_for
+
+    from test_gate_cli import _write_raw
+
+    zoom = ZoomConfig(min_side=12, train_windows=3)
+    train, test = load_split(small_prepared, "train"), load_split(small_prepared, "test")
+    cfg = TrainValidatorConfig(**small_validator_params(steps=800, codec_steps=40, batch_size=16, lr=3e-3))
+    net, info = train_network(train.images, train.masks, vae, cfg, 1, seed=SEED, zoom=zoom)
+    assert info.n_pairs > 2 * len(train.images)  # the zoomed windows joined the training pairs
+    validator = Validator(net, vae)
+    keep = (test.masks > 0).sum((1, 2)) > 0
+    images, masks = test.images[keep], test.masks[keep]
+    moved = moved_away(masks)
+    n = len(images)
+    both = np.concatenate([masks, moved])
+    wins = np.array([window_for(m > 0, zoom) for m in both])
+    assert (wins[:n, 2] > 0).mean() > 0.8  # nearly every right pair is zoomed
+    results = {}
+    for name, w in (("zoomed", wins), ("full frame", np.zeros_like(wins))):
+        _write_raw(tmp_path / name, np.concatenate([images, images]), both, windows=w)
+        report = run_gate(tmp_path / name, validator, GateConfig())
+        results[name] = (report.accepted[:n].mean(), 1 - report.accepted[n:].mean())
+    print(f"\nsmall phantom lesions, gate at theta 0.7 (right accepted, moved rejected): {results}; n = {n} each")
+    right, wrong = results["zoomed"]
+    assert right > 0.5
+    assert wrong >= 0.95
+    assert right > results["full frame"][0]  # zoom is what lets them through

@@ -149,3 +149,31 @@ def test_bad_generator_folder_one_line_no_output(folders, tmp_path, write_params
     res = _run(write_params, prepared, broken, tmp_path / "raw", tmp_path / "m.json")
     assert res.exit_code == 1 and "in_channels" in res.output and not (tmp_path / "raw").exists()
     assert len([ln for ln in res.output.splitlines() if ln.strip()]) == 1
+
+
+def test_small_lesions_are_painted_in_their_zoom_window(folders):
+    """A zoomed sample is painted in its window (recorded in the manifest): the same plan as without
+    zoom, other pixels inside the lesion, the background's own pixels outside the window."""
+    from diffaug.zoom import box_of
+
+    prepared, generator = folders
+    banks = parse_section("finetune_generator", {}).prompts
+    gen, inputs = load_generator(generator), load_inputs(prepared)
+    zoom = {"max_frac": 1.0, "context": 1.5, "min_side": 8}
+    on = generate_shard(gen, inputs, parse_section("generate", {**GEN, "zoom": zoom}), banks, 3, progress=False)
+    off = generate_shard(gen, inputs, parse_section("generate", {**GEN, "zoom": {**zoom, "enabled": False}}), banks, 3,
+                         progress=False)
+    assert np.array_equal(on.masks, off.masks)
+    zoomed = [k for k, r in enumerate(on.rows) if r["window_side"] > 0]
+    assert zoomed and all(r["window_side"] == 0 for r in off.rows)
+    normals = dict(zip(inputs.normal_ids, inputs.normals, strict=True))
+    for k in zoomed:
+        y, x, s = (on.rows[k][c] for c in ("window_y", "window_x", "window_side"))
+        y0, x0, y1, x1 = box_of(on.masks[k] > 0)
+        assert y <= y0 and x <= x0 and y1 <= y + s and x1 <= x + s and s < S
+        outside = np.ones((S, S), bool)
+        outside[y:y + s, x:x + s] = False
+        bg = normals[on.rows[k]["background_id"]]
+        assert np.array_equal(on.images[k][outside], bg[outside])
+        lesion = on.masks[k] > 0
+        assert not np.array_equal(on.images[k][lesion], off.images[k][lesion])

@@ -52,10 +52,11 @@ def test_kill_and_resume_gives_identical_weights(prepared, tmp_path, write_param
     cfg = parse_section("finetune_generator", {**TINY})
     base = BaseConfig(seed=3, device="cpu")
     args = (cfg, base, prepared, tmp_path / "k_gen", tmp_path / "k_ck", tmp_path / "k_live", tmp_path / "k.json")
-    assert run_finetune_generator(*args, stop_after=3) is None
+    zoom = parse_section("generate", {}).zoom  # what the CLI passes (generate.zoom)
+    assert run_finetune_generator(*args, stop_after=3, zoom=zoom) is None
     assert not (tmp_path / "k_gen").exists() and not (tmp_path / "k.json").exists()  # no partial output
     assert json.loads((tmp_path / "k_ck/vae/trainer.json").read_text())["step"] == 2
-    assert run_finetune_generator(*args, stop_after=8) is None
+    assert run_finetune_generator(*args, stop_after=8, zoom=zoom) is None
     resumed = _cli(params, prepared, tmp_path, "k")
     assert resumed.exit_code == 0, resumed.output
     m2 = json.loads((tmp_path / "k.json").read_text())
@@ -91,6 +92,22 @@ def test_finished_checkpoint_is_reused_only_by_the_same_code(prepared, tmp_path,
     monkeypatch.setattr(train_mod, "TRAINING_MODULES", train_mod.TRAINING_MODULES + ("diffaug.io",))
     changed = run_finetune_generator(*args)
     assert changed["steps_run"] == 12 and changed["resumed_from_step"] == 0
+
+
+def test_phase_c_changes_keep_the_earlier_phases(prepared, tmp_path):
+    """Each phase's checkpoint fingerprint covers what it and the phases before it read: new phase (c)
+    settings or lesion pairs (zoomed windows) retrain phase (c) only."""
+    from diffaug.zoom import ZoomConfig
+
+    base = BaseConfig(seed=3, device="cpu")
+    args = (base, prepared, tmp_path / "g", tmp_path / "ck", tmp_path / "live", tmp_path / "m.json")
+    first = run_finetune_generator(parse_section("finetune_generator", {**TINY}), *args)
+    assert first["steps_run"] == 12 and first["n_zoomed_lesions"] == 0
+    other = parse_section("finetune_generator", {**TINY, "finetune_phase": {**TINY["finetune_phase"], "lr": 5e-4}})
+    assert run_finetune_generator(other, *args)["steps_run"] == 4
+    zoomed = run_finetune_generator(other, *args, zoom=ZoomConfig(max_frac=1.0, min_side=8))
+    assert zoomed["steps_run"] == 4 and zoomed["n_zoomed_lesions"] > 0
+    assert zoomed["n_lesions"] == first["n_lesions"] + zoomed["n_zoomed_lesions"]
 
 
 def test_changed_params_do_not_resume_stale_checkpoint(prepared, tmp_path, write_params):

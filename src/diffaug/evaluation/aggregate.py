@@ -15,7 +15,7 @@ import pandas as pd
 
 from diffaug.evaluation.lesions import LESION_CLASSES, lesion_fnr
 from diffaug.evaluation.metrics import METRICS
-from diffaug.evaluation.significance import paired_comparison
+from diffaug.evaluation.significance import paired_comparison, paired_detection
 
 RATIO_FREE = ("none", "standard")
 
@@ -112,4 +112,24 @@ def significance_block(
         )
         res["metric"] = "dice"
         out[f"{a}_vs_{b}"] = res
+    return out
+
+
+def detection_block(lesions: pd.DataFrame, groups: dict[str, dict[str, Any]], baseline: str,
+                    classes: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """For each comparison of `comparisons` and lesion class: `paired_detection` of the per-lesion
+    detection rates over seeds (keys `<a>_vs_<b>` -> class -> result)."""
+    out: dict[str, dict[str, Any]] = {}
+    if lesions.empty:
+        return out
+    rate = lesions.groupby(["group", "id", "lesion"])["found"].mean()
+    for a, b in comparisons(groups, baseline):
+        block = {}
+        ra, rb = rate.loc[a], rate.loc[b]
+        both = ra.index.intersection(rb.index)
+        meta = lesions.drop_duplicates(["id", "lesion"]).set_index(["id", "lesion"]).reindex(both)
+        for name in classes:
+            sel = np.ones(len(both), bool) if name == "lesions" else meta[name].astype(bool).to_numpy()
+            block[name] = paired_detection(ra.reindex(both).to_numpy()[sel], rb.reindex(both).to_numpy()[sel])
+        out[f"{a}_vs_{b}"] = block
     return out

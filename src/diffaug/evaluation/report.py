@@ -73,6 +73,15 @@ def render_report(metrics: dict[str, Any], groups: dict[str, dict[str, Any]], pi
     else:
         lines.append(metrics.get("significance_status", "No comparison: the runs list has no augmentation to compare."))
 
+    det = metrics.get("detection_significance", {})
+    if det:
+        lines += ["", "Lesion detection, paired per ground-truth lesion (share of seeds that found it): ΔFNR = FNR(a) − FNR(b), "
+                  "lesions a finds more / less often, exact sign test.", ""]
+        lines += _table(["comparison", "lesions", "n", "FNR a", "FNR b", "ΔFNR", "wins / losses", "p-value"],
+                        [[k, c, str(v.get("n_lesions")), _num(v.get("fnr_a")), _num(v.get("fnr_b")),
+                          _num(v.get("fnr_diff")), f"{v.get('wins')} / {v.get('losses')}",
+                          _p(v.get("p_value"))] for k, block in det.items() for c, v in block.items()])
+
     ratio_rows = [(b["ratio"], g, b) for g, b in groups.items() if b["variant"] in ("diffaug", "standard")]
     if len(ratio_rows) > 1:
         lines += ["", "## Synthetic volume (table 7)", ""]

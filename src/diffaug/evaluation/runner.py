@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from diffaug.errors import InputError
-from diffaug.evaluation.aggregate import group_block, group_label, run_summary, significance_block
+from diffaug.evaluation.aggregate import detection_block, group_block, group_label, run_summary, significance_block
 from diffaug.evaluation.config import EvaluateConfig
 from diffaug.evaluation.lesions import lesion_table
 from diffaug.evaluation.metrics import check_masks, per_image_table
@@ -116,6 +116,7 @@ def evaluate_predictions(
     metrics["significance"] = significance_block(
         per_image, groups, cfg.baseline, list(ids), seed, cfg.bootstrap_resamples, cfg.confidence
     )
+    metrics["detection_significance"] = detection_block(lesions, groups, cfg.baseline, classes)
     return Evaluation(metrics=metrics, per_image=per_image, lesions=lesions, runs=run_df, groups=groups)
 
 

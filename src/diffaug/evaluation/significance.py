@@ -6,6 +6,10 @@ variant's seeds (so seed noise shrinks and the unit of pairing is the test image
 - the mean paired difference (a - b) with a seeded percentile-bootstrap confidence interval
   (scipy.stats.bootstrap over test images).
 Degenerate inputs give null values with a reason, never an exception or a made-up number.
+
+`paired_detection` does the same for lesion-level detection (the hard cases: small, flat): per
+ground-truth lesion the share of seeds that found it, under both variants; an exact two-sided sign
+test over the lesions where the two differ (McNemar's exact test when each variant has one seed).
 """
 
 from __future__ import annotations
@@ -46,5 +50,28 @@ def paired_comparison(
         (diff,), np.mean, n_resamples=resamples, confidence_level=confidence, method="percentile", rng=rng
     ).confidence_interval
     out["ci_low"], out["ci_high"] = float(ci.low), float(ci.high)
+    out["status"] = "ok"
+    return out
+
+
+def paired_detection(a_found: np.ndarray, b_found: np.ndarray) -> dict[str, float | int | str | None]:
+    """Per-lesion detection rates (same lesions, same order; each in [0, 1], averaged over seeds)
+    of variant a and b -> FNR of each, their difference, lesions a finds more often (wins) or less
+    often (losses) and the sign-test p-value."""
+    a = np.asarray(a_found, dtype=float)
+    b = np.asarray(b_found, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired detections differ in length: {a.shape} vs {b.shape}")
+    wins, losses = int((a > b).sum()), int((a < b).sum())
+    out: dict[str, float | int | str | None] = {
+        "n_lesions": int(a.size), "fnr_a": float(1 - a.mean()) if a.size else None,
+        "fnr_b": float(1 - b.mean()) if b.size else None,
+        "fnr_diff": float(b.mean() - a.mean()) if a.size else None,  # FNR(a) - FNR(b): < 0 = a misses fewer
+        "wins": wins, "losses": losses, "p_value": None,
+    }
+    if wins + losses == 0:
+        out["status"] = "undefined: no lesion in this class" if a.size == 0 else "undefined: both variants find the same lesions"
+        return out
+    out["p_value"] = float(stats.binomtest(wins, wins + losses, 0.5, alternative="two-sided").pvalue)
     out["status"] = "ok"
     return out

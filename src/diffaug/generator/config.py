@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from diffaug.config import Section
 from diffaug.training.config import OptimConfig
+from diffaug.zoom import ZoomConfig
 
 
 def _non_empty(values: list[str], what: str) -> list[str]:
@@ -245,6 +246,9 @@ class GenerateConfig(Section):
     feather_dilate: int = Field(1, ge=0)  # pixels the soft edge extends beyond the mask
     trace_unet: bool = True  # TorchScript-trace + freeze the UNet per batch shape (same numbers, less per-layer overhead)
     placement: PlacementConfig = PlacementConfig()
+    # small lesions painted (and checked by the gate) in a zoomed context window (diffaug.zoom);
+    # finetune_generator and train_validator read it too, so they learn that scale
+    zoom: ZoomConfig = ZoomConfig()
     compare_stock: bool = True  # time diffusers' StableDiffusionInpaintPipeline side by side (metrics ratio)
     stock_backgrounds: int = Field(4, ge=1)  # backgrounds used for that comparison (kept small: it costs time)
     preview_samples: int = Field(8, ge=1)  # rows of the preview grid (background | mask | result)

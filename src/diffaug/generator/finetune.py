@@ -25,15 +25,17 @@ def run_finetune_generator(
     live_dir: str | Path,
     metrics_path: str | Path,
     stop_after: int | None = None,
+    zoom: Any = None,
 ) -> dict[str, Any] | None:
     """Train and write `out_dir` (generator folder), `live_dir`, `metrics_path`.
 
     The curves of every phase, those before a resume included (they travel in the checkpoints),
     are written to `live_dir` at the end. Returns the metrics, or None when `stop_after` stopped
-    the run early (nothing but the checkpoints is written then).
+    the run early (nothing but the checkpoints is written then). `zoom` (generate.zoom) adds zoomed
+    windows around the lesions to phase (c).
     """
     runtime = resolve_runtime(base)
-    data = load_train_data(prepared_dir, cfg)
+    data = load_train_data(prepared_dir, cfg, zoom, base.seed)
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     result = finetune_generator(cfg, runtime, data, ckpt_dir, live_dir, stop_after=stop_after)

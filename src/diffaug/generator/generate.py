@@ -5,7 +5,11 @@ For every normal background b (index i) and variant v < `generate.variants`:
   (`prompts.caption_for`: size class from the placed area, flatness/contrast of the bank shape's
   source lesion, fundus CDR of the enlarged cup), with the bank's negative prompt for CFG;
 - sample seed = f(base.seed, i, v) (`sample_seed`); placement and prompt draws come from a
-  generator seeded with (base.seed, i), so nothing depends on the process that draws it.
+  generator seeded with (base.seed, i), so nothing depends on the process that draws it;
+- a small lesion (`generate.zoom`) is painted in its context window: the window of background and
+  mask resized to the frame size goes into the same batch as the others, and the result is
+  resized back into the frame before compositing; the manifest records the window
+  (window_y, window_x, window_side; side 0 = not zoomed), which the gate checks it in.
 Backgrounds are grouped in fixed consecutive groups (⌊batch_size / variants⌋ backgrounds, i.e.
 their variants batched together, one VAE encode per batch); groups, not samples, are sharded
 across processes (group g → process g mod world). A group is computed identically whatever the
@@ -30,10 +34,11 @@ from diffaug.generator.compositing import composite
 from diffaug.generator.config import GenerateConfig, PromptBanks
 from diffaug.generator.placement import place_lesion
 from diffaug.generator.prompts import caption_for, negative_prompt
+from diffaug.zoom import crop, paste, window_for, windows_array
 
 MANIFEST_COLUMNS = [
     "sample_id", "background_id", "prompt", "negative_prompt", "mask_id", "transform", "seed", "steps",
-    "guidance_scale", "scheduler", "variant", "lesion_area_frac", "size_class",
+    "guidance_scale", "scheduler", "variant", "lesion_area_frac", "size_class", "window_y", "window_x", "window_side",
 ]
 
 
@@ -110,11 +115,13 @@ def plan_background(inputs: GenerateInputs, i: int, cfg: GenerateConfig, banks: 
             prompt = caption_for(lesion_stats, bank_prompts, rng)
         seed = sample_seed(base_seed, i, v)
         bg_id = str(inputs.normal_ids[i])
+        wy, wx, ws = window_for(p.lesion, cfg.zoom)
         row = {
             "sample_id": f"{bg_id}-v{v}", "background_id": bg_id, "prompt": prompt, "negative_prompt": neg,
             "mask_id": str(brow.get("mask_id", p.bank_index)), "transform": p.transform_json(), "seed": seed,
             "steps": cfg.steps, "guidance_scale": cfg.guidance_scale if cfg.text_guidance else 1.0,
             "scheduler": cfg.scheduler, "variant": v, "lesion_area_frac": round(area, 6), "size_class": size_class,
+            "window_y": wy, "window_x": wx, "window_side": ws,
         }
         specs.append(SampleSpec(i * cfg.variants + v, i, v, p.lesion, p.intended, row))
     return specs
@@ -169,10 +176,14 @@ def make_sampler(gen: Any, cfg: GenerateConfig, banks: PromptBanks, family: str,
 
 
 def paint(sampler: Any, inputs: GenerateInputs, specs: list[SampleSpec], cfg: GenerateConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Sample one batch and composite each result onto its background. -> images, intended masks."""
+    """Sample one batch (zoomed samples as their windows, resized to the frame) and composite each
+    result onto its background. -> images, intended masks."""
     bgs = inputs.normals[[s.bg_index for s in specs]]
     lesions = np.stack([s.lesion for s in specs])
-    decoded = sampler(bgs, lesions, [s.row["prompt"] for s in specs], [s.row["seed"] for s in specs])
+    win = windows_array([(s.row["window_y"], s.row["window_x"], s.row["window_side"]) for s in specs])
+    zoomed_lesions = crop(lesions.astype(np.uint8), win, nearest=True) > 0
+    decoded = sampler(crop(bgs, win), zoomed_lesions, [s.row["prompt"] for s in specs], [s.row["seed"] for s in specs])
+    decoded = paste(bgs.astype(np.float32) / 255, decoded, win)  # (B, H, W, 3) in [0, 1]; outside a window: the background
     out = np.stack([composite(bgs[k], decoded[k], lesions[k], cfg.feather_sigma, cfg.feather_dilate) for k in range(len(specs))])
     return out, np.stack([s.intended for s in specs])
 
@@ -231,7 +242,8 @@ def write_outputs(merged: Shard, inputs: GenerateInputs, out_dir: Path, cfg: Gen
     bg_index = [pos[r["background_id"]] for r in merged.rows[:n]]
     lesions = [(merged.masks[k] > 0) & (merged.masks[k] != inputs.normal_masks[bg_index[k]]) for k in range(n)]
     save_generate_preview(out_dir / "preview.png", inputs.normals[bg_index], inputs.normal_masks[bg_index],
-                          np.array(lesions).reshape(n, *merged.masks.shape[1:]), merged.images[:n], merged.masks[:n])
+                          np.array(lesions).reshape(n, *merged.masks.shape[1:]), merged.images[:n], merged.masks[:n],
+                          windows=windows_array([(r["window_y"], r["window_x"], r["window_side"]) for r in merged.rows[:n]]))
 
 
 def summary_metrics(merged: Shard, inputs: GenerateInputs, cfg: GenerateConfig, seconds: float) -> dict[str, Any]:
@@ -249,6 +261,7 @@ def summary_metrics(merged: Shard, inputs: GenerateInputs, cfg: GenerateConfig, 
         "distinct_prompts": len({r["prompt"] for r in merged.rows}),
         "lesion_area_frac_mean": float(np.mean(area)) if area else math.nan,
         "small_fraction": float(np.mean([r["size_class"] == "small" for r in merged.rows])) if n else math.nan,
+        "zoomed_fraction": float(np.mean([int(r["window_side"]) > 0 for r in merged.rows])) if n else math.nan,
         "seconds": round(seconds, 3),
         "samples_per_s": n / seconds if seconds > 0 else math.nan,
     }

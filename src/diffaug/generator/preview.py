@@ -1,15 +1,19 @@
-"""preview.png of `generate`: one row per sample, background | mask | result | result + contour."""
+"""preview.png of `generate`: a header row, then one row per sample: background | mask | result |
+result + contour (+ the zoom window, yellow, of a sample painted zoomed)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from diffaug.data.preview import CONTOUR_COLOURS, TILE, draw_contours
 
 LESION_COLOUR = (255, 60, 60)  # the new lesion in the mask tile; existing classes keep prepare's colours
+WINDOW_COLOUR = (255, 220, 0)
+HEADERS = ("background", "new lesion", "result", "contour / zoom")
+HEADER_PX = 14
 
 
 def mask_tile(existing: np.ndarray, lesion: np.ndarray) -> np.ndarray:
@@ -21,13 +25,23 @@ def mask_tile(existing: np.ndarray, lesion: np.ndarray) -> np.ndarray:
     return tile
 
 
+def _square(tile: np.ndarray, window, scale: int) -> np.ndarray:
+    """Outline of a zoom window (y, x, side in frame px) on an upscaled tile."""
+    y, x, s = (int(v) * scale for v in window)
+    tile = tile.copy()
+    for a, b in ((slice(y, y + s), slice(x, x + 1)), (slice(y, y + s), slice(x + s - 1, x + s)),
+                 (slice(y, y + 1), slice(x, x + s)), (slice(y + s - 1, y + s), slice(x, x + s))):
+        tile[a, b] = WINDOW_COLOUR
+    return tile
+
+
 def save_generate_preview(path: str | Path, backgrounds: np.ndarray, existing: np.ndarray, lesions: np.ndarray,
-                          results: np.ndarray, intended: np.ndarray) -> None:
-    """Grid of len(results) rows × 4 tiles (each upscaled to ≥ TILE px), 2-px dark gutters."""
+                          results: np.ndarray, intended: np.ndarray, windows: np.ndarray | None = None) -> None:
+    """Header + grid of len(results) rows × 4 tiles (each upscaled to ≥ TILE px), 2-px dark gutters."""
     n, size = results.shape[0], results.shape[1]
     scale = max(1, int(np.ceil(TILE / size)))
     t, gap = size * scale, 2
-    grid = np.full((max(n, 1) * (t + gap) + gap, 4 * (t + gap) + gap, 3), 24, np.uint8)
+    grid = np.full((HEADER_PX + max(n, 1) * (t + gap) + gap, 4 * (t + gap) + gap, 3), 24, np.uint8)
     for r in range(n):
         tiles = [
             draw_contours(backgrounds[r], existing[r], scale),
@@ -35,8 +49,14 @@ def save_generate_preview(path: str | Path, backgrounds: np.ndarray, existing: n
             np.kron(results[r], np.ones((scale, scale, 1), np.uint8)),
             draw_contours(results[r], intended[r], scale),
         ]
-        y = gap + r * (t + gap)
+        if windows is not None and windows[r][2] > 0:
+            tiles[3] = _square(tiles[3], windows[r], scale)
+        y = HEADER_PX + gap + r * (t + gap)
         for c, tile in enumerate(tiles):
             x = gap + c * (t + gap)
             grid[y : y + t, x : x + t] = tile
-    Image.fromarray(grid).save(path)
+    im = Image.fromarray(grid)
+    draw = ImageDraw.Draw(im)
+    for c, text in enumerate(HEADERS):
+        draw.text((gap + c * (t + gap) + 2, 2), text, fill=(230, 230, 230))
+    im.save(path)

@@ -60,7 +60,9 @@ class TrainData:
     lesion_images: np.ndarray  # (K, H, W, 3) training frames that have a lesion
     lesion_masks: np.ndarray  # (K, H, W) {0, 1}: the region phase (c) paints (polyp; fundus cup)
     lesion_stats: list[dict[str, Any]]  # manifest rows of those frames (size_class, contrast, flat, cdr)
-    digest: str = ""  # content hash, part of the checkpoint fingerprint
+    digest: str = ""  # content hash of `frames`, part of the checkpoint fingerprints
+    lesion_digest: str = ""  # content hash of the lesion pairs (phase c's fingerprint)
+    n_zoomed: int = 0  # of the lesion pairs, zoomed windows around a real lesion (generate.zoom)
 
     @property
     def image_size(self) -> int:
@@ -240,6 +242,21 @@ def _is_number(v: Any) -> bool:
         return False
 
 
+# what only phases (b)/(c) read: a change there keeps the VAE of phase (a), one in phase (c)'s
+# settings or lesion pairs keeps (a) and (b)
+_UNET_KEYS = ("pretrain_phase", "finetune_phase", "pretrain_unet", "lambda_preserve", "snr_gamma", "cond_dropout", "prompts")
+
+
+def phase_fingerprints(cfg: Any, runtime: Runtime, data: TrainData, captions: list[str], processes: int) -> dict[str, str]:
+    """A checkpoint fingerprint per phase, each over what that phase and the phases before it read."""
+    dump = cfg.model_dump(mode="json")
+    vae = run_fingerprint({k: v for k, v in dump.items() if k not in _UNET_KEYS}, runtime.seed, data.digest, processes,
+                          str(runtime.dtype), runtime.device.type, code_digest(*TRAINING_MODULES))
+    pretrain = run_fingerprint(vae, {k: dump[k] for k in _UNET_KEYS if k != "finetune_phase"})
+    finetune = run_fingerprint(pretrain, dump["finetune_phase"], data.lesion_digest, captions)
+    return {"vae": vae, "pretrain": pretrain, "finetune": finetune}
+
+
 def phase_steps(cfg: Any) -> dict[str, int]:
     return {"vae": cfg.vae_phase.steps if cfg.train_vae else 0,
             "pretrain": cfg.pretrain_phase.steps if cfg.pretrain_unet else 0,
@@ -269,8 +286,7 @@ def finetune_generator(cfg: Any, runtime: Runtime, data: TrainData, ckpt_dir: st
     captions = [caption_for(s, bank, rng, contrast_split=split) for s in data.lesion_stats]
     from accelerate import PartialState
 
-    fingerprint = run_fingerprint(cfg.model_dump(mode="json"), runtime.seed, data.digest, PartialState().num_processes,
-                                  str(runtime.dtype), device.type, code_digest(*TRAINING_MODULES))
+    fingerprints = phase_fingerprints(cfg, runtime, data, captions, PartialState().num_processes)
     steps = phase_steps(cfg)
     phase_cfg = {"vae": cfg.vae_phase, "pretrain": cfg.pretrain_phase, "finetune": cfg.finetune_phase}
     offset, steps_run, resumed_from, latents = 0, 0, 0, None
@@ -285,7 +301,7 @@ def finetune_generator(cfg: Any, runtime: Runtime, data: TrainData, ckpt_dir: st
                 InpaintTask(phase, gen, data, cfg, latents, captions, bank, device)
             task.model.train().requires_grad_(True)
             schedule = phase_cfg[phase].schedule(cfg.checkpoint_every, cfg.log_every)
-            trainer = Trainer(runtime, schedule, phase, fingerprint, ckpt_dir, curves, f"{phase}/", offset,
+            trainer = Trainer(runtime, schedule, phase, fingerprints[phase], ckpt_dir, curves, f"{phase}/", offset,
                               seed=runtime.seed + 1000 * (i + 1),
                               stop_after=None if stop_after is None else stop_after - steps_run,
                               description=f"finetune_generator: {phase}")
@@ -321,6 +337,7 @@ def finetune_generator(cfg: Any, runtime: Runtime, data: TrainData, ckpt_dir: st
         "seconds": round(time.perf_counter() - t0, 2),
         "n_frames": int(len(data.frames)),
         "n_lesions": int(len(data.lesion_images)),
+        "n_zoomed_lesions": int(data.n_zoomed),
     }
     curves.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "seconds"})
     curves.close()

@@ -3,7 +3,9 @@
 Frames for phases (a)/(b) = train images + normal backgrounds (+ an optional folder of unlabelled
 frames, `finetune_generator.vae_phase.extra_frames_dir`); lesion pairs for phase (c) = training
 frames whose lesion mask (polyp: the lesion; fundus: the cup) is non-empty, with their
-manifest rows for captioning.
+manifest rows for captioning, plus zoomed windows around those lesions (`generate.zoom`:
+generate paints a small lesion in such a window, so phase (c) learns what a lesion looks like
+at that scale; the window keeps its frame's row, so a zoomed small polyp is still captioned small).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def load_extra_frames(folder: str | Path, size: int) -> np.ndarray:
     return np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)
 
 
-def load_train_data(prepared_dir: str | Path, cfg: Any) -> TrainData:
+def load_train_data(prepared_dir: str | Path, cfg: Any, zoom: Any = None, seed: int = 0) -> TrainData:
     from diffaug.data.prepared import load_fingerprint, load_split
     from diffaug.data.stats import lesion_mask
 
@@ -81,8 +83,24 @@ def load_train_data(prepared_dir: str | Path, cfg: Any) -> TrainData:
     lesion_images = _resize(train.images[keep], size)
     lesion_masks = _resize(les[keep], size, masks=True)
     stats = [{k: _plain(v) for k, v in row.items()} for row in train.table.iloc[keep].to_dict("records")]
-    digest = array_digest(frames, lesion_images, lesion_masks)
-    return TrainData(family, frames, lesion_images, lesion_masks, stats, digest)
+    n_zoomed = 0
+    if zoom is not None and zoom.enabled and zoom.train_windows > 0:
+        from diffaug.zoom import crop, training_windows, windows_array
+
+        rng = np.random.default_rng([seed, 0x7A])
+        wins, src = [], []
+        for i, m in enumerate(lesion_masks):
+            for w in training_windows(m > 0, zoom, rng):
+                wins.append(w)
+                src.append(i)
+        if wins:
+            w = windows_array(wins)
+            lesion_images = np.concatenate([lesion_images, crop(lesion_images[src], w)])
+            lesion_masks = np.concatenate([lesion_masks, crop(lesion_masks[src], w, nearest=True)])
+            stats = stats + [stats[i] for i in src]
+            n_zoomed = len(wins)
+    return TrainData(family, frames, lesion_images, lesion_masks, stats, array_digest(frames),
+                     array_digest(lesion_images, lesion_masks), n_zoomed)
 
 
 def _plain(v: Any) -> Any:

@@ -21,6 +21,9 @@ class TrainValidatorConfig(OptimConfig):
     # --- data ---
     val_fraction: float = Field(0.2, gt=0, lt=1)  # share of the real train split held out for validation
     augment: bool = True  # flips / 90° rotations applied jointly to image and mask (standard augmentation)
+    # copies of every training pair (and zoomed window) moved by train_segmenter's standard
+    # augmentation (rotation, scale, translation, elastic, colour), encoded once into the latent cache
+    augment_copies: int = Field(0, ge=0)
 
     # --- mask latents (eq. 10; D of eq. 12) ---
     # "learned": a light conv autoencoder for masks, fitted first (masks are not tissue images);

@@ -50,10 +50,37 @@ def discrimination_metrics(pred: np.ndarray, masks: np.ndarray, num_classes: int
     disc_n_<g> and disc_accept_right_<th>_<g>: how often right masks of each kind pass."""
     keep = (masks > 0).reshape(len(masks), -1).any(1)
     pred, masks = pred[keep], masks[keep]
-    groups = None if groups is None else np.asarray(groups).astype(str)[keep]
     right = mask_iou(pred, masks, num_classes, combine)
     wrong = mask_iou(pred, moved_away(masks), num_classes, combine)
-    out = {"disc_n": int(keep.sum()),
+    return summarise(right, wrong, thresholds, None if groups is None else np.asarray(groups).astype(str)[keep])
+
+
+def zoomed_discrimination(predict, images: np.ndarray, masks: np.ndarray, num_classes: int, thresholds: list[float],
+                          zoom, combine: str = "mean_foreground", groups: np.ndarray | None = None) -> dict[str, float]:
+    """As `discrimination_metrics`, but every pair is judged the way the gate judges a generated
+    sample: a lesion whose box is small is cropped to its zoom window (`diffaug.zoom.window_for`),
+    the image and mask resized to the frame size, and the IoU taken at window resolution. A moved
+    mask gets the window of the moved lesion, so the validator looks where the lesion is said to be.
+    `predict` maps uint8 images (N, H, W, 3) to masks (N, H, W). Keys as there, prefixed disc_zoom_,
+    plus disc_zoom_zoomed (share of right pairs cropped)."""
+    from diffaug.zoom import crop, window_for, windows_array
+
+    keep = (masks > 0).reshape(len(masks), -1).any(1)
+    images, masks = images[keep], masks[keep]
+    moved = moved_away(masks)
+    scores, zoomed = [], []
+    for target in (masks, moved):
+        win = windows_array([window_for(m == num_classes, zoom) for m in target])
+        zoomed.append(float((win[:, 2] > 0).mean()) if len(win) else float("nan"))
+        scores.append(mask_iou(predict(crop(images, win)), crop(target, win, nearest=True), num_classes, combine))
+    out = summarise(*scores, thresholds, None if groups is None else np.asarray(groups).astype(str)[keep])
+    out = {k.replace("disc_", "disc_zoom_", 1): v for k, v in out.items()}
+    return out | {"disc_zoom_zoomed": zoomed[0]}
+
+
+def summarise(right: np.ndarray, wrong: np.ndarray, thresholds: list[float], groups: np.ndarray | None) -> dict[str, float]:
+    """The disc_* keys from the IoU of right and of moved pairs (aligned, one per frame)."""
+    out = {"disc_n": int(len(right)),
            "disc_iou_right_mean": float(right.mean()) if len(right) else float("nan"),
            "disc_iou_moved_mean": float(wrong.mean()) if len(wrong) else float("nan"),
            "disc_auc": auc(right, wrong)}
@@ -66,7 +93,8 @@ def discrimination_metrics(pred: np.ndarray, masks: np.ndarray, num_classes: int
         out[f"disc_n_{g}"] = int(sel.sum())
         for th in thresholds:
             out[f"disc_accept_right_{_tag(th)}_{g}"] = float((right[sel] > th).mean())
+            out[f"disc_reject_moved_{_tag(th)}_{g}"] = float((wrong[sel] <= th).mean())
     return out
 
 
-__all__ = ["auc", "discrimination_metrics", "moved_away"]
+__all__ = ["auc", "discrimination_metrics", "moved_away", "summarise", "zoomed_discrimination"]

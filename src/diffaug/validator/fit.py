@@ -35,11 +35,13 @@ class ValidatorRun:
 
 
 def evaluate(validator: Validator, images: np.ndarray, masks: np.ndarray, steps: int, seed: int = 0,
-             batch_size: int = 32, thresholds: list[float] | None = None, groups: np.ndarray | None = None) -> dict:
+             batch_size: int = 32, thresholds: list[float] | None = None, groups: np.ndarray | None = None,
+             zoom=None) -> dict:
     """Mean Dice / IoU of single-step and iterative predictions against the true masks, and how
     well the single-step IoU tells the true masks from moved ones (`discrimination_metrics`, per
-    `groups` label too: the frames' size_class)."""
-    from diffaug.validator.discrimination import discrimination_metrics
+    `groups` label too: the frames' size_class); with `zoom` (enabled) also as the gate judges
+    zoomed samples (`zoomed_discrimination`, keys disc_zoom_*)."""
+    from diffaug.validator.discrimination import discrimination_metrics, zoomed_discrimination
 
     out = {}
     for mode in ("single_step", "iterative"):
@@ -50,6 +52,11 @@ def evaluate(validator: Validator, images: np.ndarray, masks: np.ndarray, steps:
         if mode == "single_step":
             th = TrainValidatorConfig().report_thresholds if thresholds is None else thresholds
             out |= discrimination_metrics(pred, masks, validator.num_classes, list(th), groups=groups)
+            if zoom is not None and zoom.enabled:
+                def predict(x: np.ndarray) -> np.ndarray:
+                    return validator.predict(x, mode="single_step", seed=seed, batch_size=batch_size)
+
+                out |= zoomed_discrimination(predict, images, masks, validator.num_classes, list(th), zoom, groups=groups)
     return out
 
 
@@ -64,12 +71,13 @@ def measure_speed(validator: Validator, images: np.ndarray, steps: int, repeats:
 def train_validator(train_images: np.ndarray, train_masks: np.ndarray, vae, cfg: TrainValidatorConfig,
                     num_classes: int, runtime: Runtime, generator_unet_state: dict | None = None,
                     checkpoint_dir=None, curves: Curves | None = None, size_class: np.ndarray | None = None,
-                    groups=None, stop_after: int | None = None) -> ValidatorRun:
+                    groups=None, stop_after: int | None = None, zoom=None) -> ValidatorRun:
     """Split (whole `groups`, e.g. video sequences, on one side), train (resumable), evaluate and
     time; returns the network and flat metrics. `num_classes` counts background, as
     fingerprint.json does (polyp 2, fundus 3); the network is built for the foreground classes
     (`ValidatorModelConfig.num_classes`). `size_class` (N,) labels of the frames (manifest.csv)
-    split the held-out acceptance of true masks."""
+    split the held-out acceptance of true masks. `zoom` (generate.zoom) trains on and reports
+    zoomed windows too."""
     from diffaug.data.holdout import holdout
     from diffaug.errors import InputError
 
@@ -82,17 +90,17 @@ def train_validator(train_images: np.ndarray, train_masks: np.ndarray, vae, cfg:
     tr, va = holdout(groups if groups is not None else np.arange(len(train_images)), cfg.val_fraction, runtime.seed)
     net, info = train_network(train_images[tr], train_masks[tr], vae, cfg, num_classes, runtime=runtime,
                               generator_unet_state=generator_unet_state, checkpoint_dir=checkpoint_dir,
-                              curves=curves, stop_after=stop_after)
+                              curves=curves, stop_after=stop_after, zoom=zoom)
     train_s = time.perf_counter() - t0
     device = runtime.device
     validator = Validator(net, vae, device=device)
     metrics = evaluate(validator, train_images[va], train_masks[va], cfg.iterative_steps, runtime.seed, cfg.eval_batch_size,
-                       cfg.report_thresholds, groups=None if size_class is None else np.asarray(size_class)[va])
+                       cfg.report_thresholds, groups=None if size_class is None else np.asarray(size_class)[va], zoom=zoom)
     speed_imgs = train_images[va][: cfg.eval_batch_size]
     metrics |= measure_speed(validator, speed_imgs, cfg.iterative_steps, cfg.speed_repeats)
     validator.net.cpu()
     metrics |= {
-        "n_train": int(len(tr)), "n_val": int(len(va)), "steps": info.steps, "resumed_from_step": info.resumed_from,
+        "n_train": int(len(tr)), "n_val": int(len(va)), "n_train_pairs": info.n_pairs, "steps": info.steps, "resumed_from_step": info.resumed_from,
         "init_copied_tensors": info.copied_init_tensors, "mask_codec": cfg.mask_codec,
         "codec_recon_dice_learned": info.codec_recon_dice_learned, "codec_recon_dice_vae": info.codec_recon_dice_vae,
         "single_step_timestep": net.config.single_step_timestep, "train_seconds": train_s,

@@ -3,7 +3,10 @@ the sample iff IoU(intended mask, predicted mask) > threshold.
 
 `run_gate` reads data/synthetic/raw/ (samples.npz + manifest.csv), checks that every manifest row
 has its image (and vice versa), predicts with the validator (single-step by default) and returns a
-`GateReport`; `write_gate_outputs` writes accepted/rejected sets, iou.csv (histogram for
+`GateReport`; a sample generate painted zoomed (manifest window_side > 0) is checked in its window,
+resized to the frame size, and its IoU taken at window resolution (eq. 14 unchanged, `diffaug.zoom`).
+Each sample's validator noise comes from its own seed (generate's per-sample seed, offset by the
+gate's), so the result does not depend on `gate.batch_size`. `write_gate_outputs` writes accepted/rejected sets, iou.csv (histogram for
 `dvc plots`), grid.png and the metrics. `gate.enabled: false` accepts every sample (the ablation
 "without validation"); the IoU is still computed and recorded.
 """
@@ -22,6 +25,7 @@ from diffaug.errors import InputError
 from diffaug.io import atomic_dir, load_npz, read_json, save_npz
 from diffaug.validator.config import GateConfig
 from diffaug.validator.metrics import mask_iou
+from diffaug.zoom import crop, paste
 
 log = logging.getLogger(__name__)
 SAMPLE_KEYS = ("images", "masks", "ids")
@@ -107,6 +111,20 @@ def by_size_class(manifest: pd.DataFrame, iou: np.ndarray, accepted: np.ndarray)
     return out
 
 
+def windows(manifest: pd.DataFrame) -> np.ndarray:
+    """(S, 3) zoom windows (y, x, side) from generate's manifest; side 0 (or no columns) = whole frame."""
+    cols = ["window_y", "window_x", "window_side"]
+    if not set(cols) <= set(manifest.columns):
+        return np.zeros((len(manifest), 3), np.int64)
+    return manifest[cols].to_numpy(dtype=np.int64)
+
+
+def noise_seeds(manifest: pd.DataFrame, seed: int) -> np.ndarray:
+    """One validator noise seed per sample: generate's sample seed (or the row index) mixed with the gate's."""
+    own = manifest["seed"].to_numpy(dtype=np.int64) if "seed" in manifest.columns else np.arange(len(manifest))
+    return np.array([np.random.SeedSequence([seed, int(s) % 2**63]).generate_state(1)[0] for s in own], np.int64)
+
+
 def run_gate(raw_dir: str | Path, validator, cfg: GateConfig, seed: int = 0,
              generate_metrics: str | Path | None = None) -> GateReport:
     """Validate every generated sample; see the module docstring."""
@@ -115,21 +133,25 @@ def run_gate(raw_dir: str | Path, validator, cfg: GateConfig, seed: int = 0,
     num_classes = validator.num_classes
     if n == 0:
         log.warning("gate: %s has no generated samples; writing empty accepted/rejected sets", raw_dir)
-        pred, seconds = samples["masks"].copy(), 0.0
+        pred, intended, seconds = samples["masks"].copy(), samples["masks"], 0.0
     else:
-        # chunks of a few batches so a long set shows progress; chunk k draws its noise from seed + k
+        # chunks of a few batches so a long set shows progress; noise per sample, so chunks do not matter
         from diffaug.progress import track
 
+        win = windows(manifest)
+        images, intended = crop(samples["images"], win), crop(samples["masks"], win, nearest=True)
+        seeds = noise_seeds(manifest, seed)
         chunk = cfg.batch_size * 8
-        starts = range(0, n, chunk)
         t0 = time.perf_counter()
         pred = np.concatenate([
-            validator.predict(samples["images"][i : i + chunk], mode=cfg.mode, steps=cfg.iterative_steps,
-                              seed=seed + k, batch_size=cfg.batch_size)
-            for k, i in enumerate(track(starts, "gate: validating samples"))
+            validator.predict(images[i : i + chunk], mode=cfg.mode, steps=cfg.iterative_steps,
+                              seeds=seeds[i : i + chunk], batch_size=cfg.batch_size)
+            for i in track(range(0, n, chunk), "gate: validating samples")
         ])
         seconds = time.perf_counter() - t0
-    iou = mask_iou(pred, samples["masks"], num_classes, cfg.class_combine) if n else np.zeros(0)
+    iou = mask_iou(pred, intended, num_classes, cfg.class_combine) if n else np.zeros(0)
+    if n:
+        pred = paste(np.zeros_like(samples["masks"]), pred, win, nearest=True)  # back at frame resolution
     accepted = iou > cfg.threshold if cfg.enabled else np.ones(n, dtype=bool)
     manifest = manifest.assign(iou=iou.round(6), accepted=accepted)
     gen_sps = generation_samples_per_s(generate_metrics)
@@ -143,6 +165,7 @@ def run_gate(raw_dir: str | Path, validator, cfg: GateConfig, seed: int = 0,
         "generate_samples_per_s": gen_sps,
         # gate cost per image / generation cost per image (goal <= 0.05)
         "gate_cost_fraction": per_image * gen_sps if gen_sps and n else None,
+        "n_zoomed": int((windows(manifest)[:, 2] > 0).sum()),
         **by_size_class(manifest, iou, accepted),
     }
     return GateReport(samples=samples, manifest=manifest, pred_masks=pred.astype(np.uint8), accepted=accepted, metrics=metrics)
@@ -170,4 +193,5 @@ def write_gate_outputs(report: GateReport, out_dir: str | Path, cfg: GateConfig)
         iou = report.manifest["iou"].to_numpy(dtype=float)
         iou_histogram(iou, acc, cfg.histogram_bins).to_csv(tmp / "iou.csv", index=False)
         save_grid(tmp / "grid.png", s["images"], s["masks"], report.pred_masks, iou, acc, cfg.grid_samples,
-                  title=f"gate: IoU > {cfg.threshold}" + ("" if cfg.enabled else " (disabled: all accepted)"))
+                  title=f"gate: IoU > {cfg.threshold}" + ("" if cfg.enabled else " (disabled: all accepted)"),
+                  windows=windows(report.manifest))

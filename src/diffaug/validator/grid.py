@@ -1,5 +1,6 @@
 """grid.png of the gate: accepted samples (top rows) and rejected ones (bottom rows), each with the
-intended mask contour (green) and the validator's predicted mask contour (magenta)."""
+intended mask contour (green) and the validator's predicted mask contour (magenta); a sample the
+gate checked zoomed shows its window (yellow square)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def _pick(idx: np.ndarray, iou: np.ndarray, k: int) -> np.ndarray:
 
 
 def save_grid(path: str | Path, images: np.ndarray, masks: np.ndarray, pred: np.ndarray, iou: np.ndarray,
-              accepted: np.ndarray, k: int, title: str = "") -> None:
+              accepted: np.ndarray, k: int, title: str = "", windows: np.ndarray | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,8 +41,13 @@ def save_grid(path: str | Path, images: np.ndarray, masks: np.ndarray, pred: np.
                 for m, colour in ((masks[i], "lime"), (pred[i], "magenta")):
                     if (m >= lvl).any() and not (m >= lvl).all():
                         ax.contour((m >= lvl).astype(float), levels=[0.5], colors=colour, linewidths=0.8)
-            ax.set_title(f"{name[:3]} IoU {iou[i]:.2f}", fontsize=7)
-    fig.suptitle(f"{title}   green: intended mask, magenta: predicted", fontsize=8)
+            zoomed = windows is not None and windows[i][2] > 0
+            if zoomed:
+                y, x, side = (int(v) for v in windows[i])
+                ax.add_patch(plt.Rectangle((x - 0.5, y - 0.5), side, side, fill=False, edgecolor="yellow", linewidth=0.8))
+            # 3 digits: a 0.698 must not read as the 0.7 threshold
+            ax.set_title(f"{name[:3]} IoU {iou[i]:.3f}" + (" zoom" if zoomed else ""), fontsize=7)
+    fig.suptitle(f"{title}   green: intended mask, magenta: predicted, yellow: zoom window", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -67,10 +67,15 @@ class Validator:
         self.ddim = make_scheduler(net.config, "ddim")
         self.t_single = net.config.single_step_timestep
 
-    def _noise(self, n: int, h: int, w: int, seed: int) -> torch.Tensor:
-        # all samples' noise drawn up front: results do not depend on the batch size
+    def _noise(self, n: int, h: int, w: int, seed: int, seeds=None) -> torch.Tensor:
+        # all samples' noise drawn up front (results do not depend on the batch size); with
+        # per-sample `seeds` each sample's own, so they do not depend on how a set is chunked either
+        shape = (self.config.mask_latent_channels, h, w)
+        if seeds is not None:
+            return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]) \
+                if len(seeds) else torch.zeros(0, *shape)
         g = torch.Generator().manual_seed(seed)
-        return torch.randn(n, self.config.mask_latent_channels, h, w, generator=g)
+        return torch.randn(n, *shape, generator=g)
 
     @torch.no_grad()
     def latents_single_step(self, f_fused: torch.Tensor, z_T: torch.Tensor) -> torch.Tensor:
@@ -88,10 +93,10 @@ class Validator:
 
     @torch.no_grad()
     def predict_latents(self, z_a: torch.Tensor, mode: str = "single_step", steps: int = 20, seed: int = 0,
-                        batch_size: int = 32) -> torch.Tensor:
-        """z_a (N, c, h, w) -> z0_hat (N, m, h, w)."""
+                        batch_size: int = 32, seeds=None) -> torch.Tensor:
+        """z_a (N, c, h, w) -> z0_hat (N, m, h, w); `seeds` (N,) per-sample noise seeds instead of `seed`."""
         n, _, h, w = z_a.shape
-        noise = self._noise(n, h, w, seed)
+        noise = self._noise(n, h, w, seed, seeds)
         out = []
         for i in range(0, n, batch_size):
             # z_a (float32 from encode_images) and the float32 noise in the network's dtype (half on GPU)
@@ -115,13 +120,13 @@ class Validator:
 
     @torch.no_grad()
     def _predict(self, images: np.ndarray, mode: str, steps: int, seed: int, batch_size: int,
-                 masks: bool) -> torch.Tensor:
+                 masks: bool, seeds=None) -> torch.Tensor:
         if len(images) == 0:
             h, w = images.shape[1:3] if images.ndim == 4 else (0, 0)
             return torch.zeros((0, h, w) if masks else (0, self.num_classes + 1, h, w),
                                dtype=torch.uint8 if masks else torch.float32)
         z_a = encode_images(self.vae, images, batch_size, self.device, self.dtype)
-        return self.decode(self.predict_latents(z_a, mode, steps, seed, batch_size), batch_size, masks)
+        return self.decode(self.predict_latents(z_a, mode, steps, seed, batch_size, seeds), batch_size, masks)
 
     def predict_proba(self, images: np.ndarray, mode: str = "single_step", steps: int = 20, seed: int = 0,
                       batch_size: int = 32) -> torch.Tensor:
@@ -129,6 +134,6 @@ class Validator:
         return self._predict(images, mode, steps, seed, batch_size, masks=False)
 
     def predict(self, images: np.ndarray, mode: str = "single_step", steps: int = 20, seed: int = 0,
-                batch_size: int = 32) -> np.ndarray:
-        """uint8 (N, H, W, 3) -> uint8 (N, H, W) class indices."""
-        return self._predict(images, mode, steps, seed, batch_size, masks=True).numpy()
+                batch_size: int = 32, seeds=None) -> np.ndarray:
+        """uint8 (N, H, W, 3) -> uint8 (N, H, W) class indices; `seeds` (N,) per-sample noise seeds."""
+        return self._predict(images, mode, steps, seed, batch_size, masks=True, seeds=seeds).numpy()

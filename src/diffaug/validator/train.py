@@ -7,9 +7,11 @@ drawn uniformly, except that a share `single_step_fraction` of each batch is dra
 single-step timestep t_s used at inference (see `diffaug.validator.inference`), so the one call
 the gate makes is the one the network practised most.
 
-Augmentation: flips and 90° rotations (the 8 elements of the dihedral group), applied jointly to
-image and mask. They are exact on the pixel grid, and since the VAE and the codec are frozen
-while the network trains, the latents of all 8 variants are computed once and sampled from.
+Training pairs: the real frames, zoomed windows around their lesions (`diffaug.zoom`: the gate
+checks a small lesion in such a window, so the network learns that scale) and `augment_copies`
+copies of both moved by the segmenter's standard augmentation. On top, flips and 90° rotations
+(the 8 elements of the dihedral group), exact on the pixel grid. The VAE and the codec are frozen
+while the network trains, so the latents of every pair and variant are computed once and sampled from.
 
 Both the codec and the network train through `diffaug.training.Trainer` (checkpoints in
 `<checkpoints>/codec/` and `<checkpoints>/network/`), so a killed run resumes where it stopped and
@@ -38,6 +40,7 @@ from diffaug.validator.inference import encode_images, images_to_tensor
 from diffaug.validator.metrics import mask_dice
 from diffaug.validator.objective import draw_timesteps, eq12_terms
 from diffaug.validator.model import ValidatorModelConfig, ValidatorNet, make_scheduler, vae_downsample
+from diffaug.zoom import ZoomConfig
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,40 @@ def soft_dice_loss(probs: torch.Tensor, masks: torch.Tensor, num_classes: int) -
     from monai.losses import DiceLoss
 
     return DiceLoss(include_background=False, softmax=False)(probs, one_hot(masks, num_classes))
+
+
+# ----------------------------------------------------------------------------- training pairs
+def expand_training_set(images: np.ndarray, masks: np.ndarray, num_classes: int, cfg: TrainValidatorConfig,
+                        zoom: ZoomConfig | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frames (N, H, W, 3) + zoomed windows around each frame's lesion (class `num_classes`, the
+    highest: polyp, fundus cup) + `augment_copies` standard-augmented copies of all of them."""
+    from diffaug.zoom import crop, training_windows, windows_array
+
+    if zoom is not None and zoom.enabled and zoom.train_windows > 0:
+        rng = np.random.default_rng([seed, 0x200])
+        wins, src = [], []
+        for i, m in enumerate(masks):
+            for w in training_windows(m == num_classes, zoom, rng):
+                wins.append(w)
+                src.append(i)
+        if wins:
+            w = windows_array(wins)
+            images = np.concatenate([images, crop(images[src], w)])
+            masks = np.concatenate([masks, crop(masks[src], w, nearest=True)])
+    if cfg.augment_copies > 0:
+        from diffaug.segmenter.augment import augment_batch
+        from diffaug.segmenter.config import StandardAugmentConfig
+
+        g = torch.Generator().manual_seed(seed + 0x300)
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+        m = torch.from_numpy(masks.astype(np.int64))
+        xs, ms = [images], [masks]
+        for _ in range(cfg.augment_copies):
+            xa, ma = augment_batch(x, m, StandardAugmentConfig(), g)
+            xs.append((xa * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
+            ms.append(ma.numpy().astype(masks.dtype))
+        images, masks = np.concatenate(xs), np.concatenate(ms)
+    return images, masks
 
 
 # ----------------------------------------------------------------------------- mask codec
@@ -149,7 +186,7 @@ def build_cache(vae, codec, images: np.ndarray, masks: np.ndarray, augment: bool
 # the code a checkpoint depends on: a checkpoint written by other training code is not resumed
 # (least of all a finished one, which would hand back the old weights without training)
 TRAINING_MODULES = tuple(f"diffaug.validator.{m}" for m in ("config", "codec", "model", "objective", "inference", "train")) + (
-    "diffaug.training.trainer",)
+    "diffaug.training.trainer", "diffaug.zoom", "diffaug.segmenter.augment")
 
 
 class ValidatorTask:
@@ -187,6 +224,7 @@ class TrainInfo:
     steps: int = 0
     resumed_from: int = 0
     copied_init_tensors: int = 0
+    n_pairs: int = 0  # training pairs after zoomed windows and augmented copies (x 8 dihedral variants)
     codec_recon_dice_learned: float | None = None
     codec_recon_dice_vae: float | None = None
     history: dict = field(default_factory=dict)  # the last logged window means
@@ -197,10 +235,11 @@ class TrainInfo:
 def train_network(images: np.ndarray, masks: np.ndarray, vae, cfg: TrainValidatorConfig, num_classes: int,
                   seed: int = 0, runtime: Runtime | None = None, generator_unet_state: dict | None = None,
                   checkpoint_dir: str | Path | None = None, curves: Curves | None = None,
-                  stop_after: int | None = None) -> tuple[ValidatorNet, TrainInfo]:
+                  stop_after: int | None = None, zoom: ZoomConfig | None = None) -> tuple[ValidatorNet, TrainInfo]:
     """Train a validator on images uint8 (N, H, W, 3) and masks uint8 (N, H, W) class indices
     (`num_classes` foreground classes): the mask codec, then the network (both through
     `diffaug.training`, each resumable). Without a `runtime`, on the CPU in float32 with `seed`.
+    `zoom` (generate.zoom) adds zoomed windows around the lesions to the training pairs.
 
     `stop_after` stops after that many optimiser steps of the network as if killed (tests:
     raises `TrainingStopped`). Returns the trained network (CPU, eval mode) and a summary.
@@ -220,8 +259,10 @@ def train_network(images: np.ndarray, masks: np.ndarray, vae, cfg: TrainValidato
         info.copied_init_tensors = init_from_generator_unet(net, generator_unet_state)
     fingerprint = run_fingerprint(cfg.model_dump(mode="json"), asdict(model_cfg) | {"codec_scale": None}, seed,
                                   str(runtime.dtype), runtime.device.type, array_digest(images, masks),
-                                  code_digest(*TRAINING_MODULES))
+                                  None if zoom is None else zoom.model_dump(mode="json"), code_digest(*TRAINING_MODULES))
     curves = curves if curves is not None else Curves(None)
+    images, masks = expand_training_set(images, masks, num_classes, cfg, zoom, seed)
+    info.n_pairs = int(len(images))
     mask_t = torch.from_numpy(masks.astype(np.int64))
 
     clock = time.perf_counter()
