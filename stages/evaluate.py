@@ -7,8 +7,10 @@ sets). Writes --out (data/evaluate/: per-image, per-lesion, per-run and
 per-variant CSVs, plots, worst-case overlays, report.md) and --metrics
 (metrics/evaluate.json: Dice, IoU, sensitivity, FNR, specificity as mean ± std
 over seeds per variant; lesion-level FNR of small / flat / early-glaucoma
-lesions with their counts; Wilcoxon p-values and bootstrap CIs against
-standard and copypaste; LPIPS/FID of accepted vs rejected synthetic lesions,
+lesions with their counts; extra pairs each copypaste / diffaug variant
+used of those it requested (from the run folders' config.json); Wilcoxon
+p-values, bootstrap CIs and a verdict reading both, against standard and
+copypaste; LPIPS/FID of accepted vs rejected synthetic lesions,
 or why they are unavailable).
 """
 
@@ -50,8 +52,13 @@ def main(
                 f"{'' if std is None else f' ± {std:.3f}'}  small-lesion FNR "
                 f"{'—' if fnr is None else f'{fnr:.3f}'} (n={block.get('n_small')})"
             )
+            if block.get("synthetic_shortfall"):
+                typer.echo(
+                    f"evaluate: {name:<14} trained on {block['synthetic_used']} of {block['synthetic_requested']} "
+                    "requested extra pairs (a higher train_segmenter.synthetic_ratio adds nothing)"
+                )
     for name, res in result.get("significance", {}).items():
         p = res.get("p_value")
         d = res.get("mean_diff")
-        typer.echo(f"evaluate: {name}: ΔDice {'—' if d is None else f'{d:+.3f}'}, p = {'—' if p is None else f'{p:.2g}'} ({res.get('status')})")
+        typer.echo(f"evaluate: {name}: ΔDice {'—' if d is None else f'{d:+.3f}'}, p = {'—' if p is None else f'{p:.2g}'}: {res.get('verdict')} ({res.get('status')})")
     typer.echo(f"evaluate: report → {out / 'report.md'}")

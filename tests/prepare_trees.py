@@ -1,7 +1,8 @@
 """Small data-set folders in the real distributed formats, written by the tests themselves:
 Kvasir-SEG (JPEG images and JPEG masks with compression noise, sizes varying per image),
 CVC-ClinicDB (TIFF frames in Original/ and Ground Truth/, one float TIFF Pillow refuses),
-REFUGE2 (JPEG fundus images, BMP disc/cup masks with grey levels 0/128/255) and a plain folder."""
+REFUGE2 (JPEG fundus images, BMP disc/cup masks with grey levels 0/128/255), a plain folder, and
+12-/16-bit RGB TIFFs (16 bits per sample)."""
 
 from __future__ import annotations
 
@@ -100,3 +101,12 @@ def write_folder(root: Path, n: int = 8, seed: int = 0, size: int = 32) -> Path:
         Image.fromarray(img).save(root / "images" / f"case{i:02d}.png")
         Image.fromarray(mask).save(root / "masks" / f"case{i:02d}.png")
     return root
+
+
+def write_deep_tiff(path: Path, img: np.ndarray, bits: int) -> Path:
+    """An 8-bit RGB image as a 16-bit-per-sample RGB TIFF that uses `bits` of each sample (12:
+    values up to 4095, the low 4 bits set; 16: the full range). The reader's rescaling (÷ 16,
+    ÷ 257) gives `img` back exactly."""
+    wide = img.astype(np.uint16) * 16 + 8 if bits == 12 else img.astype(np.uint16) * 257
+    tifffile.imwrite(path, wide, photometric="rgb")
+    return path

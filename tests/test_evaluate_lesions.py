@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from diffaug.evaluation.lesions import lesion_fnr, lesion_table
-from diffaug.evaluation.significance import paired_comparison
+from diffaug.evaluation.significance import paired_comparison, verdict
 
 
 def _square(m: np.ndarray, y: int, x: int, side: int, cls: int = 1) -> None:
@@ -77,7 +77,10 @@ def test_significance_detects_a_consistent_improvement():
     assert res["status"] == "ok" and res["n_images"] == 40
     assert res["p_value"] < 1e-6
     assert res["ci_low"] < res["mean_diff"] < res["ci_high"] and res["ci_low"] > 0.03
+    assert res["verdict"] == "better (p < 0.05, 95 % CI above 0)"
     assert paired_comparison(better, base, seed=1, resamples=500) == res  # seeded bootstrap
+    worse = paired_comparison(base, better, seed=1, resamples=500, confidence=0.9)
+    assert worse["verdict"] == "worse (p < 0.05, 90 % CI below 0)"
 
 
 def test_significance_of_noise_is_not_significant():
@@ -85,14 +88,34 @@ def test_significance_of_noise_is_not_significant():
     a = rng.uniform(0.4, 0.8, 40)
     res = paired_comparison(a + rng.normal(0, 0.02, 40), a, seed=0, resamples=500)
     assert res["p_value"] > 0.05 and res["ci_low"] < 0 < res["ci_high"]
+    assert res["status"] == "ok" and res["verdict"].startswith("no difference shown (p = ")
 
 
 def test_significance_degenerate_inputs_are_null_with_reason():
     same = np.linspace(0, 1, 10)
     res = paired_comparison(same, same, seed=0)
     assert res["p_value"] is None and res["status"].startswith("undefined: every paired difference is zero")
+    assert res["verdict"] == "no difference: identical predictions"
     res = paired_comparison(np.array([0.5, np.nan]), np.array([0.4, 0.3]), seed=0)
     assert res["p_value"] is None and res["n_images"] == 1 and "need at least 2" in res["status"]
+    assert res["verdict"] == "not tested (see status)"
+
+
+@pytest.mark.parametrize(
+    "p,low,high,expected",
+    [
+        (0.001, 0.01, 0.05, "better (p < 0.05, 95 % CI above 0)"),
+        (0.001, -0.05, -0.01, "worse (p < 0.05, 95 % CI below 0)"),
+        # the case that was called "ok": the test says yes, the CI says maybe
+        (0.034, -0.002, 0.054, "not shown: p = 0.034 but the 95 % CI includes 0"),
+        (0.08, 0.001, 0.04, "not shown: the 95 % CI is above 0 but p = 0.08 ≥ 0.05"),
+        (0.46, -0.036, 0.040, "no difference shown (p = 0.46, 95 % CI includes 0)"),
+        (0.05, 0.01, 0.05, "not shown: the 95 % CI is above 0 but p = 0.05 ≥ 0.05"),  # p < alpha, strictly
+        (None, None, None, "not tested (see status)"),
+    ],
+)
+def test_verdict_reads_p_value_and_ci_together(p, low, high, expected):
+    assert verdict(p, low, high) == expected
 
 
 def test_paired_detection_sign_test():

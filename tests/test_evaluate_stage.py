@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from diffaug.cli import app
 from diffaug.evaluation.config import EvaluateConfig
 from diffaug.evaluation.runner import RunPrediction, evaluate_predictions
+from diffaug.evaluation.significance import verdict
 from diffaug.io import save_npz, write_json
 
 FP = {"family": "polyp", "class_names": ["background", "polyp"], "small_area_frac": 0.05}
@@ -77,6 +78,66 @@ def test_test_split_without_lesions_is_stated_undefined():
     assert m["n_lesions"] == 0 and m["dice_std"] is None and m["std_status"].startswith("undefined: 1 seed")
 
 
+def test_report_states_verdict_beside_status_and_keeps_detection_table():
+    """p = 0.034 with a CI that includes 0 is "not shown", not "ok"; the status column stays."""
+    from diffaug.evaluation.report import render_report
+
+    rng = np.random.default_rng(3)
+    _, gt, ids = _split(12, rng)
+    runs = [RunPrediction(f"{v}-s0", v, r, 0, _noisy(gt, p, rng)) for v, r, p in (("standard", 0, 0.1), ("diffaug", 1, 0.1))]
+    ev = evaluate_predictions(gt, ids, None, FP, runs, EvaluateConfig(bootstrap_resamples=200), seed=0)
+    ev.metrics["significance"]["diffaug-r1_vs_standard"].update(
+        p_value=0.034, mean_diff=0.026, ci_low=-0.002, ci_high=0.054, status="ok",
+        verdict="not shown: p = 0.034 but the 95 % CI includes 0")
+    report = render_report(ev.metrics, ev.groups, {})
+    row = next(line for line in report.splitlines() if line.startswith("| diffaug-r1_vs_standard |"))
+    assert row.startswith("| diffaug-r1_vs_standard | 0.026 | [-0.002, 0.054] | 0.034 | ")
+    assert row.endswith("| not shown: p = 0.034 but the 95 % CI includes 0 | ok |")
+    assert "Lesion detection, paired per ground-truth lesion" in report  # the table after it stays
+    assert report.index("## Significance") < report.index("Lesion detection, paired per ground-truth lesion")
+
+
+def test_supply_comes_from_the_runs_training_summaries():
+    rng = np.random.default_rng(4)
+    _, gt, ids = _split(8, rng)
+    runs = [
+        RunPrediction("standard-s0", "standard", 0, 0, gt, training={"n_real": 50, "n_extra": 0}),
+        # a folder written before the synthetic_* keys: derived from n_real / n_extra
+        RunPrediction("diffaug-r3-s0", "diffaug", 3, 0, gt, training={"n_real": 50, "n_extra": 9}),
+        RunPrediction("diffaug-r3-s1", "diffaug", 3, 1, gt, training={
+            "n_real": 50, "n_extra": 9, "synthetic_requested": 150, "synthetic_used": 9, "synthetic_shortfall": True}),
+        RunPrediction("copypaste-r3-s0", "copypaste", 3, 0, gt, training={"n_real": 50, "n_extra": 150}),
+        RunPrediction("diffaug-r0.5-s0", "diffaug", 0.5, 0, gt),  # no summary: nothing claimed
+    ]
+    ev = evaluate_predictions(gt, ids, None, FP, runs, EvaluateConfig(bootstrap_resamples=200), seed=0)
+    m = ev.metrics
+    assert (m["diffaug-r3"]["synthetic_requested"], m["diffaug-r3"]["synthetic_used"], m["diffaug-r3"]["synthetic_shortfall"]) == (150, 9, True)
+    assert (m["copypaste-r3"]["synthetic_used"], m["copypaste-r3"]["synthetic_shortfall"]) == (150, False)
+    assert "synthetic_used" not in m["standard"] and "synthetic_used" not in m["diffaug-r0.5"]
+    from diffaug.evaluation.report import render_report
+
+    report = render_report(m, ev.groups, {})
+    assert "Extra training pairs used of requested (ratio × real training pairs): diffaug-r3 9 of 150; copypaste-r3 150 of 150." in report
+    assert "**diffaug-r3 trained on 9 of the 150 extra pairs it asked for**" in report
+    assert "copypaste-r3 trained on" not in report
+
+
+@pytest.mark.parametrize(
+    "n_seeds,expected",
+    [([1, 1], "one seed, no spread"), ([5, 5, 5], "mean ± std over 5 seeds"),
+     ([1, 3], "mean ± std over 1–3 seeds (no whisker where one seed)"), ([2, 4], "mean ± std over 2–4 seeds")],
+)
+def test_variant_chart_says_what_it_draws(tmp_path, n_seeds, expected):
+    from diffaug.evaluation.figures import variant_bars
+
+    groups = pd.DataFrame({"group": [f"g{i}" for i in range(len(n_seeds))], "n_seeds": n_seeds,
+                           "dice_mean": np.linspace(0.3, 0.6, len(n_seeds)),
+                           "dice_std": [None if n == 1 else 0.02 for n in n_seeds]})
+    label = variant_bars(groups, tmp_path / "v.png")
+    assert label == f"Dice (mean over test images; {expected})" and (tmp_path / "v.png").is_file()
+    assert "over seeds" not in label
+
+
 def _write_prepared(root, rng):
     images, masks, ids = _split(6, rng)
     save_npz(root / "test.npz", images=images, masks=masks, ids=ids)
@@ -86,7 +147,9 @@ def _write_prepared(root, rng):
     write_json(root / "fingerprint.json", {**FP, "num_classes": 2, "image_size": SIZE})
 
 
-def _save_runs(seg_dir, runs):
+def _save_runs(seg_dir, runs, training=None):
+    """Run folders as train_segmenter writes them; `training` maps a folder name to the
+    config.json `training` summary it gets (none by default)."""
     import torch
 
     from diffaug.segmenter.models import SegmenterSpec, build_network, save_segmenter
@@ -94,7 +157,11 @@ def _save_runs(seg_dir, runs):
     for k, (variant, ratio, seed) in enumerate(runs):
         torch.manual_seed(k)
         spec = SegmenterSpec("unet", 2, SIZE, [4, 8], 0)
-        save_segmenter(seg_dir / f"{variant}-r{ratio:g}-s{seed}", build_network(spec), spec, {"variant": variant, "ratio": ratio, "seed": seed})
+        name = f"{variant}-r{ratio:g}-s{seed}"
+        meta = {"variant": variant, "ratio": ratio, "seed": seed}
+        if training and name in training:
+            meta["training"] = training[name]
+        save_segmenter(seg_dir / name, build_network(spec), spec, meta)
 
 
 @pytest.fixture
@@ -102,7 +169,13 @@ def workdir(tmp_path, write_params):
     rng = np.random.default_rng(2)
     (tmp_path / "prepared").mkdir()
     _write_prepared(tmp_path / "prepared", rng)
-    _save_runs(tmp_path / "seg", [("none", 0, 0), ("standard", 0, 0), ("diffaug", 2, 0)])
+    # diffaug-r2 asked for 2 x 20 real training pairs; the gate had accepted 9
+    _save_runs(tmp_path / "seg", [("none", 0, 0), ("standard", 0, 0), ("diffaug", 2, 0)], training={
+        "none-r0-s0": {"variant": "none", "n_real": 20, "n_extra": 0, "synthetic_requested": 0,
+                       "synthetic_used": 0, "synthetic_shortfall": False},
+        "diffaug-r2-s0": {"variant": "diffaug", "n_real": 20, "n_extra": 9, "synthetic_requested": 40,
+                          "synthetic_used": 9, "synthetic_shortfall": True},
+    })
     params = write_params({
         "base": {"seed": 0, "device": "cpu"},
         "train_segmenter": {"runs": ["none-r0", "standard-r0", "diffaug-r2"], "seeds": [0]},
@@ -133,6 +206,19 @@ def test_cli_end_to_end_writes_metrics_tables_pictures_report(workdir):
     assert "## Segmentation (table 2)" in report and "overlays/worst_standard.png" in report
     assert pd.read_csv(out / "per_image.csv").shape[0] == 3 * 6
     assert "evaluate: diffaug-r2" in res.output
+    # the verdict beside the status, in metrics, report and output
+    sig = m["significance"]["diffaug-r2_vs_standard"]
+    assert sig["verdict"] == verdict(sig["p_value"], sig["ci_low"], sig["ci_high"], 0.95, status=sig["status"])
+    assert "| comparison | mean ΔDice | CI | p-value | wins / losses | verdict | status |" in report
+    row = next(line for line in report.splitlines() if line.startswith("| diffaug-r2_vs_standard |"))
+    assert row.endswith(f"| {sig['verdict']} | {sig['status']} |")
+    assert f": {sig['verdict']} ({sig['status']})" in res.output
+    # the shortfall of extra pairs, from the run folders' training summaries
+    assert {k: m["diffaug-r2"][k] for k in ("synthetic_requested", "synthetic_used", "synthetic_shortfall")} == {
+        "synthetic_requested": 40, "synthetic_used": 9, "synthetic_shortfall": True}
+    assert "synthetic_used" not in m["none"] and "synthetic_used" not in m["standard"]
+    assert "**diffaug-r2 trained on 9 of the 40 extra pairs it asked for**: the gate accepted only 9" in report
+    assert "diffaug-r2     trained on 9 of 40 requested extra pairs" in res.output
 
 
 def test_cli_missing_run_is_one_line_error_and_writes_nothing(workdir):

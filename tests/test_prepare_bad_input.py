@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from diffaug.cli import app
-from tests.prepare_trees import write_folder, write_kvasir
+from tests.prepare_trees import write_deep_tiff, write_folder, write_kvasir
 
 runner = CliRunner()
 
@@ -126,6 +126,61 @@ def test_bad_params_and_missing_root(workspace, prepare, code, expected):
     err = result.stderr.strip()
     assert expected in err and "\n" not in err, err
     assert _snapshot(data / "prepared") == before
+
+
+def test_root_that_is_a_file_gets_its_own_line(workspace):
+    root, data, invoke = workspace
+    path = root / "images" / "case00.png"
+    result = invoke({"dataset": "folder", "root": str(path)})
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == f"error: {path}: is a file, not a folder; set prepare.root to the data set's folder"
+
+
+def test_missing_root_is_one_short_line_without_the_params_section(workspace):
+    _, data, invoke = workspace
+    before = _snapshot(data / "prepared")
+    result = invoke({"dataset": "kvasir_seg", "test_ratio": 0.2, "train_limit": 100, "small_area_frac": 0.05,
+                     "flat_contrast": 0.06, "max_normals": 200, "empty_masks": "error", "preview_count": 24,
+                     "images_dir": "images", "masks_dir": "masks", "split_files": {"train": "train.txt"}})
+    assert result.exit_code == 2, result.output
+    err = result.stderr.strip()
+    assert err.endswith("prepare: Value error, dataset 'kvasir_seg' needs prepare.root: the folder holding the data set"), err
+    assert "\n" not in err and "{" not in err and len(err) < 200, err
+    assert _snapshot(data / "prepared") == before
+
+
+@pytest.mark.parametrize("bits", [12, 16])
+def test_deep_rgb_tiff_is_rescaled_by_its_bit_depth_and_counted(workspace, bits):
+    """Pillow opens a 16-bit RGB TIFF as 8-bit RGB from the high bytes (a 12-bit frame comes out
+    nearly black); prepare reads the full samples and gives the same frame as the 8-bit PNG."""
+    import json
+
+    from diffaug.data.prepared import load_fingerprint, load_split
+
+    root, data, invoke = workspace
+
+    def frame(stem):
+        for split in ("train", "test"):
+            s = load_split(data / "prepared", split)
+            if stem in s.ids:
+                return s.images[list(s.ids).index(stem)]
+        raise AssertionError(stem)
+
+    expected = frame("case00")
+    png = root / "images" / "case00.png"
+    tif = write_deep_tiff(root / "images" / "case00.tif", np.asarray(Image.open(png).convert("RGB")), bits)
+    png.unlink()
+    if bits == 12:
+        with Image.open(tif) as im:
+            assert im.mode == "RGB" and np.asarray(im).max() <= 15  # the fault: high bytes only
+    result = invoke({"dataset": "folder", "root": str(root)})
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(frame("case00"), expected)
+    metrics = json.loads((data / "prepare.json").read_text())
+    other = 16 if bits == 12 else 12
+    assert metrics[f"n_rescaled_{bits}bit"] == 1 and metrics[f"n_rescaled_{other}bit"] == 0
+    fixes = load_fingerprint(data / "prepared")["fixes"]
+    assert fixes == {"high_bit_depth": 1} and metrics["fixes_total"] == 1  # docs: 16-bit → 8-bit is a counted fix
 
 
 def test_wrong_layout_says_which_folders_were_tried(tmp_path):

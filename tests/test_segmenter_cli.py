@@ -47,8 +47,25 @@ def test_diffaug_run_writes_model_config_curves_metrics(setup):
     assert config["training"]["n_extra"] == 6 and config["training"]["real_exposure"] == 3  # 48 draws over 13
     m = json.loads(metrics.read_text())
     assert m["n_real"] == 13 and m["n_val"] == 3 and m["loss_last"] > 0 and m["best_step"] in (3, 6)
+    # round(0.5 x 13) = 6 asked for, the gate accepted 6: no shortfall
+    supply = {"synthetic_requested": 6, "synthetic_used": 6, "synthetic_shortfall": False}
+    assert {k: m[k] for k in supply} == supply and m["n_warnings"] == 0
+    assert {k: config["training"][k] for k in supply} == supply  # what evaluate reads
     seg = load_segmenter(out, "cpu")
     assert seg.predict(__import__("numpy").zeros((3, 32, 32, 3), "uint8")).shape == (3, 32, 32)
+
+
+def test_ratio_beyond_the_accepted_pool_is_a_shortfall_in_the_metrics(setup):
+    tmp, prepared, gated, params = setup
+    out, metrics = tmp / "segmenters" / "diffaug-r3-s0", tmp / "metrics" / "diffaug-r3-s0.json"
+    res = _invoke(params, "--run", "diffaug-r3", "--prepared", prepared, "--gated", gated, "--out", out,
+                  "--metrics", metrics)
+    assert res.exit_code == 0, res.output
+    assert "the gate accepted 6" in res.output
+    m = json.loads(metrics.read_text())  # 3 x 13 real pairs asked for, 6 accepted
+    supply = {"synthetic_requested": 39, "synthetic_used": 6, "synthetic_shortfall": True}
+    assert {k: m[k] for k in supply} == supply and m["n_extra"] == 6 and m["n_warnings"] == 1
+    assert {k: json.loads((out / "config.json").read_text())["training"][k] for k in supply} == supply
 
 
 @pytest.mark.parametrize(

@@ -115,6 +115,15 @@ def test_extra_pairs_keep_real_exposure_and_weights(data, runtime):
     assert diff["n_extra"] == 10 and any("accepted 10" in w for w in diff["warnings"])  # asked 38, pool 10
     assert 0.7 <= diff["extra_weight_mean"] <= 0.9
     assert cp["n_extra"] == 10  # copypaste adds round(ratio x N_real) = 0.5 x 19, like diffaug
+    # what the stage writes to the run's metrics: the request as build_extra_pairs makes it
+    from diffaug.segmenter.pipeline import synthetic_supply
+
+    def supply(s):
+        return synthetic_supply(s["variant"], s["ratio"], s["n_real"], s["n_extra"])
+
+    assert supply(none) == {"synthetic_requested": 0, "synthetic_used": 0, "synthetic_shortfall": False}
+    assert supply(diff) == {"synthetic_requested": 38, "synthetic_used": 10, "synthetic_shortfall": True}
+    assert supply(cp) == {"synthetic_requested": 10, "synthetic_used": 10, "synthetic_shortfall": False}
 
 
 def test_empty_synthetic_warns_or_errors(data, runtime):

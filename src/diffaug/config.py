@@ -88,7 +88,9 @@ def format_validation_error(path: str | Path, section: str, exc: ValidationError
     elif err["type"].startswith("literal_error"):
         msg = msg.replace("Input should be", "must be one of")
     given = err.get("input")
-    given_s = "" if err["type"] in ("extra_forbidden", "missing") else f" (got {given!r})"
+    # a check over a whole (sub)section gets the section as input: echoing it buries the message
+    quiet = err["type"] in ("extra_forbidden", "missing") or isinstance(given, dict)
+    given_s = "" if quiet else f" (got {given!r})"
     return f"{path}: {key}: {msg}{given_s}"
 
 

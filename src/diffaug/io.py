@@ -1,4 +1,4 @@
-"""Small I/O helpers: atomic writes (no partial output on failure), JSON, npz.
+"""Small I/O helpers: atomic writes (no partial output on failure), JSON, npz, safetensors weights.
 
 A stage writes each output to a temporary sibling and renames it into place only when the whole
 output is complete, so a failed run leaves the previous output (or nothing) untouched.
@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from diffaug.errors import InputError
 
 
 @contextlib.contextmanager
@@ -94,3 +96,26 @@ def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     with np.load(Path(path), allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
+
+
+def weights_error(path: str | Path, exc: BaseException, fix: str) -> InputError:
+    """`<path>: unreadable or truncated weights (<cause>); <fix>` as one line. The cause is
+    safetensors' own error when a loader (diffusers) wrapped it in a vaguer one."""
+    cause: BaseException | None = exc
+    while cause is not None and not type(cause).__module__.startswith("safetensors"):
+        cause = cause.__cause__ or cause.__context__
+    cause = cause or exc
+    first = str(cause).splitlines()[0].strip() if str(cause).strip() else ""
+    what = f"{type(cause).__name__}: {first}" if first else type(cause).__name__
+    return InputError(f"{path}: unreadable or truncated weights ({what}); {fix}")
+
+
+def load_weights_file(path: str | Path, fix: str = "delete it and rerun the stage that writes it") -> dict[str, Any]:
+    """A safetensors file as a state dict; a corrupt or truncated file is a one-line InputError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:  # bad header / short file; missing file or not a file
+        raise weights_error(path, exc, fix) from None

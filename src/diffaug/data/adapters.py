@@ -213,6 +213,8 @@ def _read_split(cfg: PrepareConfig, root: Path, stems: list[str], images: dict[s
 def load_real_dataset(cfg: PrepareConfig, seed: int) -> Dataset:
     """Read, check, split and resize a real data set; derive its normal backgrounds."""
     root = Path(cfg.root or "")
+    if root.is_file():
+        raise InputError(f"{root}: is a file, not a folder; set prepare.root to the data set's folder")
     if not root.is_dir():
         raise InputError(f"{root}: prepare.root does not exist; put the {cfg.dataset} data set there or fix prepare.root")
     image_dir, mask_dir = resolve_layout(cfg, root)

@@ -7,6 +7,7 @@ from typing import Any
 
 from diffaug.data.config import PrepareConfig
 from diffaug.data.prepared import write_prepared
+from diffaug.data.readers import RESCALED
 from diffaug.data.samples import Dataset
 from diffaug.io import atomic_dir, write_json
 
@@ -27,6 +28,9 @@ def prepare(cfg: PrepareConfig, seed: int, out_dir: str | Path, metrics_path: st
     output folder is built in a temporary sibling and renamed into place, so bad input leaves
     `out_dir` exactly as it was. Returns the metrics written to `metrics_path`."""
     data = load_dataset(cfg, seed)
+    # the depth a high_bit_depth image came from goes to the metrics only, so that fixes_total
+    # counts each file once
+    rescaled = {f"n_{kind}": data.fixes.pop(kind, 0) for kind in RESCALED}
     with atomic_dir(out_dir) as tmp:
         metrics = write_prepared(
             data,
@@ -41,6 +45,6 @@ def prepare(cfg: PrepareConfig, seed: int, out_dir: str | Path, metrics_path: st
         tmp.chmod(0o755)
         for path in tmp.iterdir():
             path.chmod(0o644)
-    metrics = {"dataset": cfg.dataset, "family": data.family} | metrics
+    metrics = {"dataset": cfg.dataset, "family": data.family} | metrics | rescaled
     write_json(metrics_path, metrics)
     return metrics

@@ -4,7 +4,9 @@ safe automatic fixes (counted), and one-line InputErrors for everything else.
 Automatic fixes (counted in fingerprint.json `fixes`): grayscale_to_rgb, rgba_to_rgb (alpha
 dropped), palette_to_rgb, high_bit_depth (16-bit/float → 8-bit), binarised_masks (a JPEG-noisy
 mask thresholded at its midpoint), quantised_masks (REFUGE grey levels with compression noise
-snapped to 0/128/255).
+snapped to 0/128/255). A high_bit_depth image with integer pixels is also counted under the
+depth it was rescaled from (RESCALED: 12-bit values ÷ 16, 16-bit ÷ 257), which prepare reports
+in its metrics.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently grey
 NOISE_BAND = 40  # grey values farther than this from every allowed level count as "not a label"
 MAX_NOISY_FRAC = 0.05  # more such pixels than this: the mask is not a (noisy) label image
+RESCALED = ("rescaled_12bit", "rescaled_16bit")  # counted beside high_bit_depth (see module docstring)
+EIGHT_BIT_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr"}
 
 
 def list_images(folder: Path, what: str) -> dict[str, Path]:
@@ -55,8 +59,12 @@ def _to_uint8(arr: np.ndarray, path: Path, fixes: Counter) -> np.ndarray:
         top = int(arr.max())
         if top <= 255:  # 8-bit values stored in wider words
             return arr.astype(np.uint8)
-        # 12-bit sensors stored in 16-bit words are common: scale by the range actually used
-        full = 4095 if top <= 4095 else 2 ** np.iinfo(arr.dtype).bits - 1
+        # 12-bit sensors stored in 16-bit words are common: scale by the depth the values use
+        if top <= 65535:
+            kind, div = ("rescaled_12bit", 16) if top <= 4095 else ("rescaled_16bit", 257)
+            fixes[kind] += 1
+            return (np.clip(arr, 0, None) // div).astype(np.uint8)
+        full = 2 ** np.iinfo(arr.dtype).bits - 1
         return np.clip(arr.astype(np.float64) * (255.0 / full), 0, 255).astype(np.uint8)
     raise InputError(f"{path}: unsupported pixel type {arr.dtype}; re-export it as 8-bit RGB")
 
@@ -65,6 +73,8 @@ def _read_raw(path: Path) -> tuple[np.ndarray, str]:
     """Pixel array and a mode tag ('L', 'LA', 'RGB', 'RGBA', 'P→RGB', ...)."""
     try:
         with Image.open(path) as im:
+            if _narrowed_by_pillow(im):
+                return _read_tiff(path), "TIFF"
             im.load()  # decode now: truncated files fail here
             mode = im.mode
             if mode == "P":
@@ -80,6 +90,16 @@ def _read_raw(path: Path) -> tuple[np.ndarray, str]:
             return _read_tiff(path), "TIFF"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: cannot read image ({reason}); re-export the file or remove it") from None
+
+
+def _narrowed_by_pillow(im: Image.Image) -> bool:
+    """A TIFF with more than 8 bits per sample that Pillow opens in an 8-bit mode: it keeps only
+    the high byte, so a 12-bit RGB frame would come out nearly black. tifffile reads it whole."""
+    bits = getattr(im, "tag_v2", {}).get(258)  # BitsPerSample
+    if bits is None:
+        return False
+    bits = bits if isinstance(bits, tuple) else (bits,)
+    return max(bits) > 8 and im.mode in EIGHT_BIT_MODES
 
 
 def _read_tiff(path: Path) -> np.ndarray:

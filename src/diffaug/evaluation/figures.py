@@ -90,29 +90,50 @@ def _plt():
     return plt
 
 
-def variant_bars(groups: pd.DataFrame, path: str | Path) -> None:
-    """Dice (mean ± std over seeds) per group, horizontal bars."""
+def seed_spread(n_seeds: pd.Series | list[int]) -> str:
+    """What the bars and whiskers of a chart over groups show, from each group's seed count:
+    "one seed, no spread", "mean ± std over 5 seeds" or, mixed, "mean ± std over 1–5 seeds
+    (no whisker where one seed)"."""
+    counts = sorted({int(n) for n in n_seeds})
+    if not counts or counts == [1]:
+        return "one seed, no spread"
+    if len(counts) == 1:
+        return f"mean ± std over {counts[0]} seeds"
+    note = " (no whisker where one seed)" if counts[0] == 1 else ""
+    return f"mean ± std over {counts[0]}–{counts[-1]} seeds{note}"
+
+
+def variant_bars(groups: pd.DataFrame, path: str | Path) -> str:
+    """Dice per group, horizontal bars (mean over seeds, whiskers ± std); returns the axis label,
+    which says how many seeds are drawn."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 0.5 * len(groups) + 1.2))
     y = np.arange(len(groups))
-    err = groups["dice_std"].astype(float).fillna(0.0)
-    ax.barh(y, groups["dice_mean"].astype(float), xerr=err, color="#4c72b0", capsize=3)
+    err = groups["dice_std"].astype(float).to_numpy()  # NaN (one seed): no whisker
+    ax.barh(y, groups["dice_mean"].astype(float), xerr=err if np.isfinite(err).any() else None, color="#4c72b0",
+            capsize=3)
     ax.set_yticks(y, groups["group"])
     ax.invert_yaxis()
-    ax.set_xlabel("Dice (mean over test images; bars: mean ± std over seeds)")
+    label = f"Dice (mean over test images; {seed_spread(groups['n_seeds'])})"
+    ax.set_xlabel(label)
     ax.set_xlim(0, 1)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return label
 
 
 def ratio_curve(ratio: pd.DataFrame, path: str | Path) -> None:
     """Table 7: Dice against the synthetic ratio (0 = standard augmentation only)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.errorbar(ratio["ratio"], ratio["dice_mean"], yerr=ratio["dice_std"].fillna(0.0), marker="o", capsize=3)
+    err = ratio["dice_std"].astype(float).to_numpy()  # NaN (one seed): no whisker
+    ax.errorbar(ratio["ratio"], ratio["dice_mean"], yerr=err if np.isfinite(err).any() else None, marker="o",
+                capsize=3)
     ax.set_xlabel("synthetic ratio (× real training images)")
     ax.set_ylabel("Dice")
+    if "n_seeds" in ratio:
+        ax.set_title(seed_spread(ratio["n_seeds"]), fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from diffaug.evaluation.lesions import LESION_CLASSES
+from diffaug.evaluation.significance import ALPHA
 
 
 def _num(v: Any, digits: int = 3) -> str:
@@ -39,6 +40,29 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
+def _supply(groups: dict[str, dict[str, Any]]) -> list[str]:
+    """A note on the extra pairs of each copypaste / diffaug group: used of requested, and for a
+    group that got fewer, why (then a higher synthetic ratio changes nothing for it)."""
+    parts, short = [], []
+    for g, b in groups.items():
+        if "synthetic_requested" not in b:
+            continue
+        used, req = b["synthetic_used"], b["synthetic_requested"]
+        parts.append(f"{g} {used} of {req}")
+        if b.get("synthetic_shortfall"):
+            if b["variant"] == "diffaug":
+                accepted = "none" if used == 0 else f"only {used}"
+                why = (f"the gate accepted {accepted}; a higher `train_segmenter.synthetic_ratio` adds nothing "
+                       "until it accepts more")
+            else:
+                why = "no lesion in the training masks to paste"
+            short.append(f"**{g} trained on {used} of the {req} extra pairs it asked for**: {why}.")
+    if not parts:
+        return []
+    head = "Extra training pairs used of requested (ratio × real training pairs): " + "; ".join(parts) + "."
+    return ["", " ".join([head, *short])]
+
+
 def render_report(metrics: dict[str, Any], groups: dict[str, dict[str, Any]], pictures: dict[str, Any]) -> str:
     """Markdown text; `pictures` maps 'variants', 'ratio', 'training' to PNG paths relative to the
     report (or None) and 'overlays' to {group: path}."""
@@ -56,6 +80,7 @@ def render_report(metrics: dict[str, Any], groups: dict[str, dict[str, Any]], pi
     ]
     rows = [[g, str(b["n_seeds"]), *(_pm(b, k) for k in ("dice", "iou", "sensitivity", "fnr", "specificity"))] for g, b in groups.items()]
     lines += _table(["variant", "seeds", "Dice", "IoU", "sensitivity", "FNR", "specificity"], rows)
+    lines += _supply(groups)
     if pictures.get("variants"):
         lines += ["", f"![Dice per variant]({pictures['variants']})"]
     classes = [c for c in LESION_CLASSES if any(f"n_{c}" in b for b in groups.values())]
@@ -63,12 +88,15 @@ def render_report(metrics: dict[str, Any], groups: dict[str, dict[str, Any]], pi
     lines += _table(["variant", *(f"FNR {c.replace('_', ' ')}" for c in classes)], [[g, *(_fnr(b, c) for c in classes)] for g, b in groups.items()])
 
     sig = metrics.get("significance", {})
-    lines += ["", "## Significance", "", "Wilcoxon signed-rank over test images on seed-averaged per-image Dice; mean paired difference with a seeded bootstrap CI.", ""]
+    lines += ["", "## Significance", "", "Wilcoxon signed-rank over test images on seed-averaged per-image Dice; mean paired "
+              f"difference with a seeded bootstrap CI. Verdict: better / worse only when p < {ALPHA:g} and the CI lies "
+              "above / below 0; otherwise it says which of the two fails. Status: whether the test could be computed.", ""]
     if sig:
         lines += _table(
-            ["comparison", "mean ΔDice", "CI", "p-value", "wins / losses", "status"],
+            ["comparison", "mean ΔDice", "CI", "p-value", "wins / losses", "verdict", "status"],
             [[k, _num(v.get("mean_diff")), f"[{_num(v.get('ci_low'))}, {_num(v.get('ci_high'))}]", _p(v.get("p_value")),
-              f"{v.get('wins')} / {v.get('losses')}", str(v.get("status"))] for k, v in sig.items()],
+              f"{v.get('wins')} / {v.get('losses')}", str(v.get("verdict", "—")), str(v.get("status"))]
+             for k, v in sig.items()],
         )
     else:
         lines.append(metrics.get("significance_status", "No comparison: the runs list has no augmentation to compare."))

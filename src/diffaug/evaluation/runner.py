@@ -20,6 +20,7 @@ from diffaug.evaluation.config import EvaluateConfig
 from diffaug.evaluation.lesions import lesion_table
 from diffaug.evaluation.metrics import check_masks, per_image_table
 from diffaug.progress import track
+from diffaug.segmenter.config import RATIO_VARIANTS
 
 
 @dataclass
@@ -32,6 +33,7 @@ class RunPrediction:
     seed: int
     masks: np.ndarray
     group: str | None = None  # what it is reported under; None = `<variant>` or `<variant>-r<ratio>`
+    training: dict[str, Any] | None = None  # the run folder's training summary (config.json `training`), if known
 
     def __post_init__(self) -> None:
         if self.group is None:
@@ -55,6 +57,26 @@ def resolve_lesion_class(cfg: EvaluateConfig, num_classes: int) -> int:
             "fix params.yaml"
         )
     return lesion_class
+
+
+def supply_block(runs: list[RunPrediction]) -> dict[str, Any]:
+    """Extra pairs the runs of one copypaste / diffaug group asked for and got, from their training
+    summaries: requested (max over seeds), used (min over seeds), shortfall (any seed got fewer).
+    Empty when no run carries a summary with `n_real` / `n_extra`."""
+    from diffaug.segmenter.pipeline import SUPPLY_KEYS, synthetic_supply
+
+    found = []
+    for run in runs:
+        t = run.training or {}
+        if all(k in t for k in SUPPLY_KEYS):
+            found.append({k: t[k] for k in SUPPLY_KEYS})
+        elif "n_real" in t and "n_extra" in t:  # a run folder written before these keys existed
+            found.append(synthetic_supply(run.variant, run.ratio, int(t["n_real"]), int(t["n_extra"])))
+    if not found:
+        return {}
+    return {"synthetic_requested": max(int(f["synthetic_requested"]) for f in found),
+            "synthetic_used": min(int(f["synthetic_used"]) for f in found),
+            "synthetic_shortfall": any(bool(f["synthetic_shortfall"]) for f in found)}
 
 
 def evaluate_predictions(
@@ -99,6 +121,8 @@ def evaluate_predictions(
     for group, rows in run_df.groupby("group", sort=False):
         block = {"variant": str(rows["variant"].iloc[0]), "ratio": float(rows["ratio"].iloc[0])}
         block.update(group_block(rows, cfg.min_lesions, classes))
+        if block["variant"] in RATIO_VARIANTS:
+            block.update(supply_block([r for r in runs if r.group == group]))
         groups[str(group)] = block
 
     metrics: dict[str, Any] = {
@@ -131,5 +155,5 @@ def predict_runs(
         seg = load_segmenter(Path(segmenters_dir) / run.name, device)
         seg.batch_size = batch_size
         out.append(RunPrediction(run.name, run.variant, float(run.ratio), int(run.seed), seg.predict(images),
-                                 getattr(run, "group", None)))
+                                 getattr(run, "group", None), seg.meta.get("training")))
     return out

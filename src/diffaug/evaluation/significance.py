@@ -4,7 +4,9 @@ Input: per-image Dice of both variants on the same test images, each already ave
 variant's seeds (so seed noise shrinks and the unit of pairing is the test image). Outputs:
 - Wilcoxon signed-rank test (scipy.stats.wilcoxon, two-sided) p-value;
 - the mean paired difference (a - b) with a seeded percentile-bootstrap confidence interval
-  (scipy.stats.bootstrap over test images).
+  (scipy.stats.bootstrap over test images);
+- a verdict that reads both: "better" / "worse" only when p < ALPHA and the CI lies on one side
+  of 0 (in the direction of the mean difference); otherwise it says which of the two fails.
 Degenerate inputs give null values with a reason, never an exception or a made-up number.
 
 `paired_detection` does the same for lesion-level detection (the hard cases: small, flat): per
@@ -17,11 +19,47 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+ALPHA = 0.05  # significance level of the verdict
+
+
+def _level(confidence: float) -> str:
+    return f"{confidence * 100:g} %"
+
+
+def verdict(
+    p_value: float | None, ci_low: float | None, ci_high: float | None, confidence: float = 0.95,
+    alpha: float = ALPHA, status: str = "ok",
+) -> str:
+    """One phrase that states the test and the CI together, e.g. "better (p < 0.05, 95 % CI above 0)"
+    or "not shown: p = 0.034 but the 95 % CI includes 0"."""
+    level = _level(confidence)
+    if status.startswith("undefined: every paired difference is zero"):
+        return "no difference: identical predictions"
+    if p_value is None or ci_low is None or ci_high is None:
+        return "not tested (see status)"
+    side = "above" if ci_low > 0 else "below" if ci_high < 0 else None
+    if p_value < alpha and side is not None:
+        return f"{'better' if side == 'above' else 'worse'} (p < {alpha:g}, {level} CI {side} 0)"
+    if p_value < alpha:
+        return f"not shown: p = {p_value:.2g} but the {level} CI includes 0"
+    if side is not None:
+        return f"not shown: the {level} CI is {side} 0 but p = {p_value:.2g} ≥ {alpha:g}"
+    return f"no difference shown (p = {p_value:.2g}, {level} CI includes 0)"
+
 
 def paired_comparison(
-    a: np.ndarray, b: np.ndarray, seed: int, resamples: int = 2000, confidence: float = 0.95
+    a: np.ndarray, b: np.ndarray, seed: int, resamples: int = 2000, confidence: float = 0.95, alpha: float = ALPHA
 ) -> dict[str, float | int | str | None]:
-    """Compare per-image scores `a` against `b` (same images, same order)."""
+    """Compare per-image scores `a` against `b` (same images, same order). `status` says whether the
+    test could be computed, `verdict` what it shows (see `verdict`)."""
+    out = _paired_comparison(a, b, seed, resamples, confidence)
+    out["verdict"] = verdict(out["p_value"], out["ci_low"], out["ci_high"], confidence, alpha, str(out["status"]))
+    return out
+
+
+def _paired_comparison(
+    a: np.ndarray, b: np.ndarray, seed: int, resamples: int, confidence: float
+) -> dict[str, float | int | str | None]:
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     if a.shape != b.shape:

@@ -216,9 +216,8 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu", dtype: 
     except json.JSONDecodeError:
         raise InputError(f"{path}: a config file of the generator is not valid JSON; re-run `diffaug finetune_generator`") from None
     check_inpainting(_Cfg(vae_cfg), _Cfg(unet_cfg), path / "unet" / "config.json")
-    # torch_dtype at load (not .to(dtype) after) so diffusers keeps the modules it needs in float32
-    vae = AutoencoderKL.from_pretrained(path / "vae", torch_dtype=dtype).to(device).eval()
-    unet = UNet2DConditionModel.from_pretrained(path / "unet", torch_dtype=dtype).to(device).eval()
+    vae = _load_part(AutoencoderKL, path / "vae", dtype).to(device).eval()
+    unet = _load_part(UNet2DConditionModel, path / "unet", dtype).to(device).eval()
     sched_cfg = json.loads((path / "scheduler/scheduler_config.json").read_text())
     cls = getattr(diffusers, sched_cfg.get("_class_name", "DDPMScheduler"))
     scheduler = cls.from_pretrained(path / "scheduler")
@@ -226,6 +225,31 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu", dtype: 
     if text.dim != int(unet.config.cross_attention_dim):
         raise InputError(f"{path}: text encoder width {text.dim} != unet cross_attention_dim {unet.config.cross_attention_dim}")
     return Generator(vae, unet, scheduler, text, meta)
+
+
+def _load_part(cls: Any, folder: Path, dtype: torch.dtype) -> Any:
+    """`from_pretrained` of vae/ or unet/; a missing, truncated or corrupt weights file is one line."""
+    from safetensors import SafetensorError, safe_open
+
+    from diffaug.io import weights_error
+
+    fix = "rerun dvc repro finetune_generator"
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        raise InputError(f"{folder}: no *.safetensors weights in the generator folder; {fix}")
+    try:
+        # torch_dtype at load (not .to(dtype) after) so diffusers keeps the modules it needs in float32
+        return cls.from_pretrained(folder, torch_dtype=dtype)
+    except (OSError, SafetensorError) as exc:  # diffusers wraps safetensors' error in an OSError
+        bad = folder
+        for w in weights:  # name the broken shard (large UNets are saved in several files)
+            try:
+                with safe_open(str(w), "pt"):
+                    pass
+            except (SafetensorError, OSError):
+                bad = w
+                break
+        raise weights_error(bad, exc, fix) from None
 
 
 # ---- latent helpers (shared by training and generation) -------------------------------------

@@ -134,7 +134,7 @@ def save_segmenter(out_dir: str | Path, net: nn.Module, spec: SegmenterSpec, met
 
 def load_segmenter(run_dir: str | Path, device: torch.device | str = "cpu") -> Segmenter:
     """Rebuild a trained run from `run_dir` (config.json + model.safetensors) for inference."""
-    from safetensors.torch import load_file
+    from diffaug.io import load_weights_file
 
     run_dir = Path(run_dir)
     cfg_file, weights = run_dir / CONFIG_NAME, run_dir / WEIGHTS_NAME
@@ -146,9 +146,10 @@ def load_segmenter(run_dir: str | Path, device: torch.device | str = "cpu") -> S
     except (ValueError, TypeError, KeyError) as exc:
         raise InputError(f"{cfg_file}: not a segmenter config ({exc!r}); retrain with train_segmenter") from None
     net = build_network(spec)
+    state = load_weights_file(weights, fix="rerun dvc repro train_segmenter")
     try:
-        net.load_state_dict(load_file(str(weights)))
-    except (RuntimeError, OSError) as exc:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
         raise InputError(f"{weights}: weights do not match {CONFIG_NAME} ({str(exc).splitlines()[0]}); retrain") from None
     meta.pop("spec", None)
     return Segmenter(net, spec, meta, device=device)

@@ -7,13 +7,25 @@ from typing import Any
 
 from diffaug.config import BaseConfig
 from diffaug.io import atomic_dir, write_json
-from diffaug.segmenter.config import TrainSegmenterConfig, parse_run_spec, run_group
+from diffaug.segmenter.config import RATIO_VARIANTS, TrainSegmenterConfig, parse_run_spec, run_group
 from diffaug.segmenter.runs import run_name
 
 # flat numbers of the training summary that go into metrics/train_segmenter/<run>.json
 METRIC_KEYS = ("loss_first", "loss_last", "train_dice_last", "seconds", "steps", "n_real", "n_val", "n_extra",
                "real_exposure", "extra_exposure_mean", "extra_weight_mean", "best_step", "val_dice_best",
                "resumed_from_step")
+SUPPLY_KEYS = ("synthetic_requested", "synthetic_used", "synthetic_shortfall")
+
+
+def synthetic_supply(variant: str, ratio: float, n_real: int, n_extra: int) -> dict[str, Any]:
+    """Extra pairs a run asked for and got. copypaste and diffaug ask for round(ratio × N_real)
+    (N_real: the real training pairs after the validation holdout; `train.build_extra_pairs`);
+    diffaug gets fewer when the gate accepted fewer, copypaste none when no mask has a lesion.
+    `synthetic_shortfall` is true when it got fewer than it asked for: then a higher
+    `train_segmenter.synthetic_ratio` adds nothing."""
+    requested = int(round(ratio * n_real)) if variant in RATIO_VARIANTS else 0
+    return {"synthetic_requested": requested, "synthetic_used": int(n_extra),
+            "synthetic_shortfall": bool(n_extra < requested)}
 
 
 def run_training(
@@ -41,6 +53,8 @@ def run_training(
     name = run_name(spec, seed)
     result = train_segmenter(real, num_classes, cfg, variant, ratio, seed, runtime, synthetic=synthetic,
                              live_dir=live_dir, latent_parts=latent_parts, groups=groups, checkpoints=checkpoints)
+    # kept out of train.py so that its code digest (the checkpoints' validity) stays the same
+    result.summary.update(synthetic_supply(variant, ratio, result.summary["n_real"], result.summary["n_extra"]))
     meta = {
         "run": {"name": name, "spec": spec, "group": run_group(spec), "variant": variant,
                 "ratio": float(ratio), "seed": int(seed), "base_seed": base.seed},
@@ -50,7 +64,7 @@ def run_training(
     }
     with atomic_dir(out_dir) as tmp:
         save_segmenter(tmp, result.segmenter.net, result.segmenter.spec, meta)
-    write_json(metrics_path, {"ratio": float(ratio)} | {k: result.summary[k] for k in METRIC_KEYS} | {"n_warnings": len(result.summary["warnings"])})
+    write_json(metrics_path, {"ratio": float(ratio)} | {k: result.summary[k] for k in METRIC_KEYS + SUPPLY_KEYS} | {"n_warnings": len(result.summary["warnings"])})
     return result.summary
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from diffaug.errors import InputError
+from diffaug.io import load_weights_file  # noqa: F401  (re-exported: one loader for every weights file)
 
 log = logging.getLogger(__name__)
 
@@ -154,14 +154,3 @@ class CheckpointWriter:
             self.folder.rename(old)
         self.tmp.rename(self.folder)
         shutil.rmtree(old, ignore_errors=True)
-
-
-def load_weights_file(path: Path) -> dict[str, Any]:
-    """A safetensors file as a state dict; a corrupt or truncated file -> one-line InputError."""
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except Exception as exc:  # safetensors raises its own SafetensorError, OSError, ValueError
-        raise InputError(f"{path}: unreadable weights ({str(exc).splitlines()[0]}); delete it and rerun the stage "
-                         "that writes it") from None

@@ -65,7 +65,7 @@ class TrainValidatorConfig(OptimConfig):
     lambda_dice: float = Field(1.0, ge=0)  # weight of Dice(D(z0_hat), M_gt)
 
     # --- optimisation (paper: AdamW (0.9, 0.999) wd 0.01, cosine 1e-5 -> 1e-6, batch 4x4, 100k it) ---
-    steps: int = Field(800, ge=1)  # optimiser steps
+    steps: int = Field(2000, ge=1)  # optimiser steps
     batch_size: int = Field(16, ge=1)
     lr: float = Field(1e-3, gt=0)  # peak AdamW lr
     min_lr_ratio: float = Field(0.1, ge=0, le=1)  # cosine end as a fraction of lr (paper: 1e-6 / 1e-5)

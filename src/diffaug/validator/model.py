@@ -230,7 +230,7 @@ def vae_downsample(vae) -> int:
 def load_validator_net(path: str | Path, vae=None) -> ValidatorNet:
     """Rebuild the network from config.json + model.safetensors; with a VAE, check they belong
     together (image latent channels and spatial factor)."""
-    from safetensors.torch import load_file
+    from diffaug.io import load_weights_file
 
     path = Path(path)
     cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
@@ -253,9 +253,10 @@ def load_validator_net(path: str | Path, vae=None) -> ValidatorNet:
                 f"{vae_downsample(vae)}; retrain the validator with this generator"
             )
     net = ValidatorNet(config)
+    state = load_weights_file(weights, fix="rerun dvc repro train_validator")
     try:
-        net.load_state_dict(load_file(str(weights)))
-    except (RuntimeError, OSError) as exc:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
         raise InputError(f"{weights}: weights do not match {CONFIG_NAME} ({str(exc).splitlines()[0]}); retrain") from None
     return net.eval()
 
