@@ -1,4 +1,4 @@
-"""Train the text-guided latent-diffusion inpainting generator (issue 3; seed-summary §1).
+"""Train the text-guided latent-diffusion inpainting generator (eq. 1-7).
 
 Reads data/prepared/ (train + normals frames, manifest, fingerprint). Phases: (a) the VAE on every
 frame, (b) self-supervised inpainting pretraining of the 9-channel UNet with random masks, (c)

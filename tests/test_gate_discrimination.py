@@ -1,4 +1,4 @@
-"""Issue item 7: the gate discriminates. Synthetic pairs are built on phantom frames whose lesion
+"""The gate discriminates. Synthetic pairs are built on phantom frames whose lesion
 is clearly painted (large, raised, recoloured: prepare.phantom.small_share = flat_share = 0): a
 right pair is a frame with the mask of its painted lesion, a wrong pair the same frame with the
 mask moved away from it. A validator trained on the phantom training frames, over the latent
@@ -97,7 +97,7 @@ def small_prepared(tmp_path_factory, one_thread):
 
 
 def test_gate_checks_small_lesions_zoomed(small_prepared, vae, tmp_path):
-    """Issue "small lesions first": a validator trained with zoomed windows, and the gate checking
+    """Small lesions (docs/zoom.md): a validator trained with zoomed windows, and the gate checking
     each small lesion in its window, accepts most right small pairs and rejects their masks moved away."""
     from diffaug.data.prepared import load_split
     from diffaug.validator.gate import run_gate

@@ -1,5 +1,5 @@
-"""Issue 3 item 9: a (briefly) trained tiny generator paints lesion-like pixels where the mask
-says and keeps the rest of the frame, compared with the same architecture untrained.
+"""A (briefly) trained tiny generator paints lesion-like pixels where the mask says and keeps the
+rest of the frame, compared with the same architecture untrained.
 
 Measures, on the phantom polyp set (32 px):
 - inside the mask: the mean colour of the painted region, distance to the mean colour of real

@@ -1,5 +1,5 @@
-"""Every bad input of issue 2 item 8 through the real CLI: one line naming the file and what to
-do, a non-zero exit, and the output folder exactly as it was."""
+"""Every bad input (docs/datasets.md, "What is checked") through the real CLI: one line naming
+the file and what to do, a non-zero exit, and the output folder exactly as it was."""
 
 from __future__ import annotations
 

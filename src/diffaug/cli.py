@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-import diffaug  # noqa: F401  (sets the OpenMP wait policy before any stage imports torch)
+import diffaug  # noqa: F401  (OpenMP's wait policy stays at its default: see diffaug/__init__.py)
 from diffaug.cli_support import stage_command
 
 # Pipeline order; stage name = params section = CLI command = stages/<name>.py.

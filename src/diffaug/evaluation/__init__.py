@@ -1,4 +1,4 @@
-"""Evaluation of the downstream segmenters (seed-summary §4, the paper's tables 2, 3, 5, 7).
+"""Evaluation of the downstream segmenters (the paper's tables 2, 3, 5, 7).
 
 Public API (imported lazily so `diffaug --help` stays fast):
 - `per_image_table(pred, gt, ids, class_names)`: Dice, IoU, sensitivity, FNR, specificity per image (MONAI)

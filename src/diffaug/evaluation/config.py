@@ -1,5 +1,5 @@
 """`evaluate` section of params.yaml: clinical metrics, lesion-level detection, significance
-tests and synthetic-quality metrics (seed-summary §4, the paper's tables 2, 3, 5 and 7)."""
+tests and synthetic-quality metrics (the paper's tables 2, 3, 5 and 7)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class EvaluateConfig(Section):
     # Fundus "early glaucoma": images whose cup-to-disc ratio (manifest `cdr`) lies in [low, high]. Paper: 0.5-0.6.
     early_glaucoma_cdr: tuple[float, float] = (0.5, 0.6)
     min_lesions: int = Field(10, ge=1)  # a lesion-level FNR from fewer lesions than this is flagged as not meaningful
-    # Significance (issue 5 item 3): Wilcoxon signed-rank over test images of seed-averaged per-image
+    # Significance: Wilcoxon signed-rank over test images of seed-averaged per-image
     # Dice, plus a seeded bootstrap CI of the mean paired difference.
     baseline: str = "standard"  # every augmentation is judged against this variant (never `none`)
     bootstrap_resamples: int = Field(2000, ge=100)  # bootstrap resamples for the CI

@@ -1,4 +1,4 @@
-"""Per-image segmentation metrics (seed-summary §4): Dice, IoU, sensitivity, FNR, specificity.
+"""Per-image segmentation metrics: Dice, IoU, sensitivity, FNR, specificity.
 
 Computed per test image from MONAI's metric functions (not hand-rolled), then averaged over
 images, as the field reports them. Conventions for degenerate images, chosen so that nothing

@@ -1,4 +1,4 @@
-"""Paired significance of one variant against another (issue 5 item 3).
+"""Paired significance of one variant against another (docs/evaluation.md).
 
 Input: per-image Dice of both variants on the same test images, each already averaged over that
 variant's seeds (so seed noise shrinks and the unit of pairing is the test image). Outputs:

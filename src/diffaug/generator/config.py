@@ -28,8 +28,8 @@ def _non_empty(values: list[str], what: str) -> list[str]:
 class PolypPromptBank(Section):
     """Polyp prompts: morphology (by size / flatness) × surface (by contrast) × vascular pattern.
 
-    A caption is "<morphology>, <surface>, <vascular>" (seed-summary §3). The morphology list is
-    chosen by what is known about the lesion so that captions never contradict the mask.
+    A caption is "<morphology>, <surface>, <vascular>". The morphology list is chosen by what is
+    known about the lesion so that captions never contradict the mask.
     """
 
     family: Literal["polyp"] = "polyp"
@@ -187,8 +187,8 @@ class FinetuneGeneratorConfig(Section):
     # eq. 7 predicts the noise (epsilon; SD 1.5/2 inpainting, SDXL). v_prediction (SD 2-768 style)
     # makes the clean latent outside the mask an identity map at high noise, easier for a tiny
     # UNet trained for a few hundred steps; samplers read it from scheduler/ config.
-    # auto = v_prediction for `tiny` (measured on the phantom: outside-mask error 9.6 vs 28.6 grey
-    # levels for epsilon after the default training), the checkpoint's own type for pretrained.
+    # auto = v_prediction for `tiny` (it keeps the tissue outside the mask far better after the
+    # default training; docs/training.md), the checkpoint's own type for pretrained.
     prediction_type: Literal["auto", "epsilon", "v_prediction"] = "auto"
     vae_phase: VAEPhaseConfig = VAEPhaseConfig()  # (a)
     pretrain_phase: UNetPhaseConfig = UNetPhaseConfig(steps=300, lr=1e-3)  # (b), random masks
@@ -227,7 +227,7 @@ class PlacementConfig(Section):
 
 
 class GenerateConfig(Section):
-    """`generate`: paint lesions onto every normal background (seed-summary §3).
+    """`generate`: paint lesions onto every normal background.
 
     Each background gets `variants` samples drawn from prompt × mask × seed; every sample's seed
     is derived from base.seed, the background index and the variant index (never from the

@@ -1,4 +1,4 @@
-"""The `generate` stage's library: plan, paint, composite, shard/merge, write (seed-summary §3).
+"""The `generate` stage's library: plan, paint, composite, shard/merge, write.
 
 For every normal background b (index i) and variant v < `generate.variants`:
 - a bank mask is placed (placement.py), a prompt chosen that fits the placed lesion

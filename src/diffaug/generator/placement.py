@@ -1,7 +1,7 @@
 """Where a synthetic lesion goes: bank shapes scaled, rotated and moved to plausible places.
 
-Masks come from existing annotations (the mask bank written by `prepare`, seed-summary §3), so a
-new lesion has a real lesion's outline; placement only changes its size, orientation and place:
+Masks come from existing annotations (the mask bank written by `prepare`), so a new lesion has
+a real lesion's outline; placement only changes its size, orientation and place:
 
 - polyp (endoscopy): anywhere the whole shape lies inside the field of view, i.e. off the black
   vignetted endoscope border (pixels darker than `fov_threshold`), `fov_margin` pixels clear of

@@ -1,5 +1,5 @@
-"""Prompt banks (seed-summary §3): training captions that fit each lesion, generation prompts,
-negative prompts for classifier-free guidance (eq. 8).
+"""Prompt banks: training captions that fit each lesion, generation prompts, negative prompts
+for classifier-free guidance (eq. 8).
 
 The bank models are `PolypPromptBank` / `FundusPromptBank` (params `finetune_generator.prompts`);
 `bank_for(banks, family)` picks the one for the data set's family (fingerprint.json).

@@ -7,8 +7,8 @@ The geometry of a whole batch is one sampling grid: per sample an affine matrix 
 smooth random displacement (random offsets on a coarse grid of control points, interpolated,
 as MONAI's `Rand2DElastic` builds it), read once with bilinear interpolation for the image and nearest
 neighbour for the mask (class indices stay class indices; outside the frame: black, background).
-Per-sample torchvision transforms cost as much as the network's training step on a 2-core CPU
-(23-35 ms for 20 samples at 64 px, against 47 ms for the step); one batched grid costs about 2 ms.
+One batched grid, not per-sample torchvision transforms: those cost as much as the network's
+training step on a CPU (docs/segmenter.md, "Measurements behind the defaults").
 Photometric changes are torchvision's formulas (brightness scales, contrast and saturation blend
 with the mean grey / the greyscale image) with a factor per sample.
 

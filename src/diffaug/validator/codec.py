@@ -111,9 +111,8 @@ class VaeMaskCodec:
 
 def probs_to_masks(probs: torch.Tensor) -> torch.Tensor:
     """(N, C+1, H, W) probabilities -> (N, H, W) uint8 class indices (argmax; ties go to the lower
-    class, as with `argmax`). One comparison per class instead of `argmax(dim=1)`: on a CPU the
-    reduction over the strided class axis took 40 ms for 8 x 2 x 256 x 256 against 1.6 ms here,
-    and was the largest part of a single-step gate prediction at SD2 size."""
+    class, as with `argmax`). One comparison per class instead of `argmax(dim=1)`, whose reduction
+    over the strided class axis is slow on a CPU (docs/validator.md, "Speed measurement")."""
     best = probs[:, 0]
     idx = torch.zeros(best.shape, dtype=torch.uint8, device=probs.device)
     for c in range(1, probs.shape[1]):

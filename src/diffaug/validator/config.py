@@ -1,4 +1,4 @@
-"""Params of the `train_validator` and `gate` stages (seed-summary §2, §3).
+"""Params of the `train_validator` and `gate` stages.
 
 The paper trains an SD-family segmentation U-Net on 32×32×4 latents for 100k iterations with
 AdamW lr 1e-5 → 1e-6 (cosine), batch 4 × 4 accumulation; the tiny CPU defaults below train a
@@ -101,7 +101,7 @@ class GateConfig(Section):
     """`gate`: keep a synthetic pair iff IoU(intended mask, predicted mask) > threshold (eq. 14)."""
 
     enabled: bool = True  # false accepts every sample (ablation "without validation", table 6)
-    threshold: float = Field(0.7, gt=0, lt=1)  # theta_quality; paper 0.7 (0.5-0.9 tried)
+    threshold: float = Field(0.7, gt=0, lt=1)  # theta_quality; paper 0.7 (its sweep: 0.5-0.9)
     mode: Literal["single_step", "iterative"] = "single_step"  # validator inference mode
     iterative_steps: int = Field(20, ge=1)  # DDIM steps when mode = iterative
     # Two-class masks (fundus disc/cup): IoU per foreground class present in either mask, then the

@@ -1,4 +1,4 @@
-"""Does the gate tell right intended masks from wrong ones? (issue item 7)
+"""Does the gate tell right intended masks from wrong ones? (docs/validator.md)
 
 A right pair is an image with the mask of its lesion; a wrong pair is the same image with the mask
 moved away from the lesion (`moved_away`). The validator's prediction is compared with both by the

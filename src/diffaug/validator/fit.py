@@ -2,7 +2,7 @@
 split, train, then measure validation Dice/IoU (single-step and iterative), how well the gate's
 IoU tells the held-out frames' true masks from moved ones, and the speed ratio.
 
-Speed (issue item 8): single-step and iterative T-step inference run side by side on the same
+Speed (docs/validator.md, "Speed measurement"): single-step and iterative T-step inference run side by side on the same
 network, the same batch of validation images and the same thread settings, after a warm-up,
 interleaved (one call of each path per round) so that load from other processes hits all alike;
 the median of `speed_repeats` rounds is used. Two ratios are reported: `speed_ratio` (images in,

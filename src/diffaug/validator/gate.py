@@ -1,5 +1,5 @@
-"""The quality gate (seed-summary §3, eq. 14): predict a mask for every generated sample and keep
-the sample iff IoU(intended mask, predicted mask) > threshold.
+"""The quality gate (eq. 14): predict a mask for every generated sample and keep the sample iff
+IoU(intended mask, predicted mask) > threshold.
 
 `run_gate` reads data/synthetic/raw/ (samples.npz + manifest.csv), checks that every manifest row
 has its image (and vice versa), predicts with the validator (single-step by default) and returns a
