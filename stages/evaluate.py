@@ -8,7 +8,7 @@ per-variant CSVs, plots, worst-case overlays, report.md) and --metrics
 (metrics/evaluate.json: Dice, IoU, sensitivity, FNR, specificity as mean ± std
 over seeds per variant; lesion-level FNR of small / flat / early-glaucoma
 lesions with their counts; extra pairs each copypaste / diffaug variant
-used of those it requested (from the run folders' config.json); Wilcoxon
+used of those it requested (from the run folders' run.json); Wilcoxon
 p-values, bootstrap CIs and a verdict reading both, against standard and
 copypaste; LPIPS/FID of accepted vs rejected synthetic lesions,
 or why they are unavailable).

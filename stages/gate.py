@@ -32,8 +32,7 @@ def main(
     from diffaug.io import write_json
     from diffaug.runtime import resolve_runtime
     from diffaug.validator.gate import run_gate, write_gate_outputs
-    from diffaug.validator.loading import load_vae
-    from diffaug.validator.model import load_validator
+    from diffaug.validator.loading import load_vae, load_validator
 
     base = load_section(params, "base")
     cfg = load_section(params, "gate")

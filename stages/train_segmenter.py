@@ -7,8 +7,8 @@ validator whose network becomes the segmenter). --run is a run spec
 from train_segmenter.runs (none, standard, copypaste, diffaug: ratio from
 train_segmenter.synthetic_ratio; or with its own ratio, e.g. diffaug-r3) and --seed one of
 train_segmenter.seeds; dvc.yaml's matrix runs every pair. Writes --out
-(data/segmenters/<spec>-s<seed>/): model.safetensors and config.json (network spec, variant,
-ratio, seed, training summary); --live (dvclive training curves, plots/train_segmenter/<run>/ in
+(data/segmenters/<spec>-s<seed>/): the network as diffusers writes it (config.json,
+diffusion_pytorch_model.safetensors) and run.json (variant, ratio, seed, training summary); --live (dvclive training curves, plots/train_segmenter/<run>/ in
 dvc.yaml); --checkpoints (resumable state, data/checkpoints/train_segmenter/<run>/); and --metrics
 (metrics/train_segmenter/<run>.json). Bad input stops with one line and writes nothing.
 """

@@ -2,9 +2,11 @@
 
 Reads the real training split (data/prepared/), the generator's frozen VAE (data/generator/vae)
 and its U-Net (data/generator/unet, to initialise the denoiser's encoder). Holds out a validation
-part (whole video sequences where the data set has them), trains with the objective of eq. 12 (resumable checkpoints in data/checkpoints/train_validator/),
-and writes data/validator/ (model.safetensors + config.json), dvclive curves in --live (plots/train_validator/ in dvc.yaml)
-and metrics/train_validator.json (validation Dice/IoU single-step and iterative, speed ratio).
+part (whole video sequences where the data set has them), trains with the objective of eq. 12
+(resumable checkpoints in data/checkpoints/train_validator/), and writes data/validator/
+(`save_pretrained`: config.json + diffusion_pytorch_model.safetensors), dvclive curves in --live
+(plots/train_validator/ in dvc.yaml) and metrics/train_validator.json (validation Dice/IoU
+single-step and iterative, speed ratio).
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ def main(
     from diffaug.training.curves import Curves
     from diffaug.validator.fit import train_validator
     from diffaug.validator.loading import load_generator_parts
-    from diffaug.validator.model import save_validator
 
     base = load_section(params, "base")
     cfg = load_section(params, "train_validator")
@@ -50,7 +51,7 @@ def main(
                                  groups=table["group"].astype(str).to_numpy() if "group" in table else None,
                                  zoom=zoom)
     with atomic_dir(out) as tmp:
-        save_validator(result.net, tmp)
+        result.net.save_pretrained(tmp)
     write_json(metrics, result.metrics)
     m = result.metrics
     typer.echo(

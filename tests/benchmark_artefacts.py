@@ -22,8 +22,8 @@ def build_artefacts(root: Path, image_size: int = 32) -> dict[str, Path]:
     from diffaug.generator.config import FinetuneGeneratorConfig
     from diffaug.generator.models import build_backbone, save_generator
     from diffaug.io import save_npz
-    from diffaug.segmenter.models import SegmenterSpec, build_network, save_segmenter
-    from diffaug.validator.model import ValidatorModelConfig, ValidatorNet, save_validator
+    from diffaug.segmenter.models import SegmenterNet, save_segmenter
+    from diffaug.validator.model import ValidatorNet
 
     torch.manual_seed(0)
     paths = {k: root / k for k in ("prepared", "generator", "validator", "segmenters")}
@@ -36,15 +36,14 @@ def build_artefacts(root: Path, image_size: int = 32) -> dict[str, Path]:
     save_generator(gen, paths["generator"])
 
     factor = 2 ** (len(gen.vae.config.block_out_channels) - 1)
-    vcfg = ValidatorModelConfig(latent_channels=4, vae_downsample=factor, num_classes=1, codec_channels=[16, 16],
-                                vision_channels=16, unet_block_out_channels=[16, 32])
-    save_validator(ValidatorNet(vcfg), paths["validator"])
+    ValidatorNet(latent_channels=4, vae_downsample=factor, num_classes=1, codec_channels=[16, 16],
+                 vision_channels=16, unet_block_out_channels=[16, 32]).save_pretrained(paths["validator"])
 
-    spec = SegmenterSpec(architecture="unet", num_classes=2, image_size=image_size, channels=[8, 16])
+    net = SegmenterNet(architecture="unet", num_classes=2, image_size=image_size, channels=[8, 16])
     from diffaug.segmenter.config import TrainSegmenterConfig
 
     params = TrainSegmenterConfig(channels=[8, 16], batch_size=4).model_dump(mode="json", exclude={"runs", "seeds"})
-    save_segmenter(paths["segmenters"] / "none-r0-s0", build_network(spec), spec, {"variant": "none", "params": params})
+    save_segmenter(paths["segmenters"] / "none-r0-s0", net, {"variant": "none", "params": params})
 
     test = load_split(paths["prepared"], "test")
     save_npz(paths["synthetic"] / "samples.npz", images=test.images, masks=test.masks, ids=test.ids)

@@ -9,16 +9,10 @@ import pytest
 import torch
 
 from diffaug.benchmark.check import compare, format_checks, load_figures
-from diffaug.benchmark.measure import (
-    SLOWDOWN_ENV,
-    device_name,
-    injected_slowdown,
-    measure,
-    module_bytes,
-    slowed,
-)
+from diffaug.benchmark.measure import SLOWDOWN_ENV, device_name, injected_slowdown, module_bytes, slowed
 from diffaug.errors import ConfigError, InputError
 from diffaug.io import write_json
+from diffaug.timing import measure
 
 
 def test_measure_reports_median_and_throughput():
@@ -112,7 +106,7 @@ def test_measure_many_interleaves_and_extends_short_calls():
         order.append("slow")
         time.sleep(0.01)
 
-    from diffaug.benchmark.measure import measure_many
+    from diffaug.timing import measure_many
 
     m = measure_many({"fast": fast, "slow": slow}, items=2, warmup=1, repeats=2, min_time_s=0.05)
     assert order[:4] == ["fast", "slow", "fast", "slow"]  # a b a b: same load for both
@@ -124,7 +118,7 @@ def test_paired_ratio_cancels_a_drifting_machine_speed():
     """Round i of each callable ran next to the other's round i. The machine gets slower and
     faster between rounds (factor below); the second path also has a slow outlier round of its
     own. Per-round ratios recover the true 10x; the ratio of medians does not."""
-    from diffaug.benchmark.measure import Measurement, measure_many, paired_ratio
+    from diffaug.timing import Measurement, measure_many, paired_ratio
 
     speed = [1.0, 1.0, 1.6, 1.6, 1.6, 1.0, 1.0]
     single = [0.01 * s for s in speed]

@@ -68,12 +68,15 @@ def test_generate_cli_truncated_unet_one_line_exit_1(folders, generator_copy, tm
 
 
 def test_truncated_validator_weights(tmp_path):
-    from diffaug.validator.model import WEIGHTS_NAME, ValidatorModelConfig, ValidatorNet, load_validator_net, save_validator
+    """from_pretrained raises an OSError wrapping safetensors' error; it becomes the same one line."""
+    from diffaug.pretrained import WEIGHTS_NAME
+    from diffaug.validator.loading import load_validator_net
+    from diffaug.validator.model import ValidatorNet
 
     torch.manual_seed(0)
-    cfg = ValidatorModelConfig(latent_channels=4, vae_downsample=2, num_classes=1, codec_channels=[8, 8],
-                               vision_channels=8, unet_block_out_channels=[16, 32], norm_num_groups=8)
-    save_validator(ValidatorNet(cfg), tmp_path / "validator")
+    net = ValidatorNet(latent_channels=4, vae_downsample=2, num_classes=1, codec_channels=[8, 8],
+                       vision_channels=8, unet_block_out_channels=[16, 32], norm_num_groups=8)
+    net.save_pretrained(tmp_path / "validator")
     load_validator_net(tmp_path / "validator")  # the intact file loads
     weights = tmp_path / "validator" / WEIGHTS_NAME
     truncate(weights)
@@ -83,11 +86,12 @@ def test_truncated_validator_weights(tmp_path):
 
 
 def test_truncated_segmenter_weights(tmp_path):
-    from diffaug.segmenter.models import WEIGHTS_NAME, SegmenterSpec, build_network, load_segmenter, save_segmenter
+    from diffaug.pretrained import WEIGHTS_NAME
+    from diffaug.segmenter.models import SegmenterNet, load_segmenter, save_segmenter
 
     torch.manual_seed(0)
-    spec = SegmenterSpec("unet", 2, 32, [4, 8], 0)
-    save_segmenter(tmp_path / "none-s0", build_network(spec), spec, {"variant": "none"})
+    net = SegmenterNet(architecture="unet", num_classes=2, image_size=32, channels=[4, 8])
+    save_segmenter(tmp_path / "none-s0", net, {"variant": "none"})
     load_segmenter(tmp_path / "none-s0")
     weights = tmp_path / "none-s0" / WEIGHTS_NAME
     truncate(weights)

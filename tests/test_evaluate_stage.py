@@ -149,19 +149,19 @@ def _write_prepared(root, rng):
 
 def _save_runs(seg_dir, runs, training=None):
     """Run folders as train_segmenter writes them; `training` maps a folder name to the
-    config.json `training` summary it gets (none by default)."""
+    run.json `training` summary it gets (none by default)."""
     import torch
 
-    from diffaug.segmenter.models import SegmenterSpec, build_network, save_segmenter
+    from diffaug.segmenter.models import SegmenterNet, save_segmenter
 
     for k, (variant, ratio, seed) in enumerate(runs):
         torch.manual_seed(k)
-        spec = SegmenterSpec("unet", 2, SIZE, [4, 8], 0)
+        net = SegmenterNet(architecture="unet", num_classes=2, image_size=SIZE, channels=[4, 8])
         name = f"{variant}-r{ratio:g}-s{seed}"
         meta = {"variant": variant, "ratio": ratio, "seed": seed}
         if training and name in training:
             meta["training"] = training[name]
-        save_segmenter(seg_dir / name, build_network(spec), spec, meta)
+        save_segmenter(seg_dir / name, net, meta)
 
 
 @pytest.fixture

@@ -70,7 +70,7 @@ def _gate(root, raw, out, params=None, **extra):
 
 
 def test_train_validator_writes_model_metrics_curves(trained):
-    assert {p.name for p in (trained / "validator").iterdir()} == {"model.safetensors", "config.json"}
+    assert {p.name for p in (trained / "validator").iterdir()} == {"config.json", "diffusion_pytorch_model.safetensors"}
     # fingerprint.json counts background (polyp: 2); the validator is built for the one foreground
     # class (its codec one-hot: background + polyp), not for a phantom second lesion class
     config = json.loads((trained / "validator" / "config.json").read_text())

@@ -37,11 +37,12 @@ def test_diffaug_run_writes_model_config_curves_metrics(setup):
                   "--out", out, "--metrics", metrics, "--live", live, "--checkpoints", ckpt)
     assert res.exit_code == 0, res.output
     assert "diffaug-r0.5-s1" in res.output and "best validation Dice" in res.output
-    assert {p.name for p in out.iterdir()} == {"model.safetensors", "config.json"}
+    assert {p.name for p in out.iterdir()} == {"config.json", "diffusion_pytorch_model.safetensors", "run.json"}
     assert (live / "plots" / "metrics" / "train" / "loss.tsv").is_file()
     assert not (live / "metrics.json").exists()  # the run's metrics file is metrics/train_segmenter/<run>.json
     assert json.loads((ckpt / "run" / "trainer.json").read_text())["step"] == 6
-    config = json.loads((out / "config.json").read_text())
+    assert json.loads((out / "config.json").read_text())["architecture"] == "unet"  # the network's config
+    config = json.loads((out / "run.json").read_text())
     assert config["run"] == {"name": "diffaug-r0.5-s1", "spec": "diffaug-r0.5", "group": "diffaug-r0.5",
                              "variant": "diffaug", "ratio": 0.5, "seed": 1, "base_seed": 0}
     assert config["training"]["n_extra"] == 6 and config["training"]["real_exposure"] == 3  # 48 draws over 13
@@ -65,7 +66,7 @@ def test_ratio_beyond_the_accepted_pool_is_a_shortfall_in_the_metrics(setup):
     m = json.loads(metrics.read_text())  # 3 x 13 real pairs asked for, 6 accepted
     supply = {"synthetic_requested": 39, "synthetic_used": 6, "synthetic_shortfall": True}
     assert {k: m[k] for k in supply} == supply and m["n_extra"] == 6 and m["n_warnings"] == 1
-    assert {k: json.loads((out / "config.json").read_text())["training"][k] for k in supply} == supply
+    assert {k: json.loads((out / "run.json").read_text())["training"][k] for k in supply} == supply
 
 
 @pytest.mark.parametrize(
@@ -110,7 +111,8 @@ def test_empty_gate_with_error_policy(setup, write_params):
         ({"runs": ["standard-r0", "mixup-r0"]}, "unknown variant 'mixup'"),
         ({"synthetic_share": 1.0}, "train_segmenter.synthetic_share"),
         ({"seeds": [0, 0]}, "distinct"),
-        ({"steps": 3, "real_only_steps": 3}, "real_only_steps"),
+        ({"steps": 3, "warmup_steps": 0, "real_only_steps": 3}, "real_only_steps"),
+        ({"steps": 3}, "warmup_steps"),
         ({"augment": {"elastic_prob": 2}}, "train_segmenter.augment.elastic_prob"),
         ({"lr": 0.01, "batch": 3}, "unknown key"),
     ],

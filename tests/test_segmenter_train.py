@@ -3,6 +3,8 @@ extra pairs keep real exposure; determinism."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -90,10 +92,17 @@ def test_kill_and_resume_gives_the_same_weights(data, runtime, tmp_path):
 def test_save_load_round_trip(trained, data, tmp_path):
     result, _ = trained
     _, (test_images, _) = data
-    save_segmenter(tmp_path / "run", result.segmenter.net, result.segmenter.spec, {"run": {"variant": "standard"}})
+    save_segmenter(tmp_path / "run", result.segmenter.net, {"run": {"variant": "standard"}})
+    # the network as diffusers writes it, the run's metadata beside it
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {"config.json", "diffusion_pytorch_model.safetensors",
+                                                              "run.json"}
     loaded = load_segmenter(tmp_path / "run", "cpu")
     np.testing.assert_allclose(loaded.predict_proba(test_images), result.segmenter.predict_proba(test_images), atol=1e-5)
+    x = torch.from_numpy(test_images[:3]).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():  # the same outputs on a fixed input, also the raw logits
+        assert torch.equal(loaded.net(x), result.segmenter.net.to("cpu").eval()(x))
     assert loaded.meta["run"]["variant"] == "standard"
+    assert (loaded.spec.mean, loaded.spec.std) == (result.segmenter.spec.mean, result.segmenter.spec.std)
     # other image sizes are resized to the training size and back
     assert loaded.predict(np.zeros((2, 40, 40, 3), np.uint8)).shape == (2, 40, 40)
 
@@ -101,6 +110,17 @@ def test_save_load_round_trip(trained, data, tmp_path):
 def test_load_segmenter_bad_folder(tmp_path):
     with pytest.raises(InputError, match="no trained segmenter"):
         load_segmenter(tmp_path, "cpu")
+
+
+def test_segmenter_config_with_unknown_key_is_one_line(trained, tmp_path):
+    result, _ = trained
+    save_segmenter(tmp_path / "run", result.segmenter.net, {"run": {"variant": "standard"}})
+    file = tmp_path / "run" / "config.json"
+    file.write_text(json.dumps(json.loads(file.read_text()) | {"depth": 3}))
+    with pytest.raises(InputError) as info:
+        load_segmenter(tmp_path / "run")
+    assert str(info.value) == (f"{file}: not a SegmenterNet config (unknown keys depth); "
+                               "rerun dvc repro train_segmenter")
 
 
 def test_extra_pairs_keep_real_exposure_and_weights(data, runtime):

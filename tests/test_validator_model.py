@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -13,13 +14,8 @@ from diffaug.validator.codec import LearnedMaskCodec, VaeMaskCodec, probs_to_mas
 from diffaug.validator.config import TrainValidatorConfig
 from diffaug.validator.inference import Validator, encode_images, single_step_estimate
 from diffaug.validator.metrics import mask_dice, mask_iou
-from diffaug.validator.model import (
-    ValidatorNet,
-    init_from_generator_unet,
-    load_validator,
-    make_scheduler,
-    save_validator,
-)
+from diffaug.validator.loading import load_validator, load_validator_net
+from diffaug.validator.model import ValidatorNet, init_from_generator_unet, make_scheduler
 from diffaug.validator.train import dihedral, model_config_from
 from validator_helpers import one_thread, small_validator_params, tiny_generator_unet, tiny_vae  # noqa: F401
 
@@ -28,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _net(num_classes=1, **kw):
     cfg = TrainValidatorConfig(**small_validator_params(**kw))
-    return ValidatorNet(model_config_from(cfg, tiny_vae(), num_classes))
+    return ValidatorNet(**model_config_from(cfg, tiny_vae(), num_classes))
 
 
 def test_shapes_of_every_part():
@@ -98,8 +94,8 @@ def test_init_from_generator_copies_matching_encoder_tensors():
 def test_save_load_round_trip(tmp_path):
     vae = tiny_vae()
     net = _net().eval()
-    save_validator(net, tmp_path / "v")
-    assert {p.name for p in (tmp_path / "v").iterdir()} == {"model.safetensors", "config.json"}
+    net.save_pretrained(tmp_path / "v")
+    assert {p.name for p in (tmp_path / "v").iterdir()} == {"diffusion_pytorch_model.safetensors", "config.json"}
     loaded = load_validator(tmp_path / "v", vae)
     assert isinstance(loaded, Validator)
     images = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
@@ -156,8 +152,61 @@ def test_vision_encoder_runs_on_nchw_latents():
     assert torch.equal(f_cl, f_nchw)
 
 
+def test_save_pretrained_from_pretrained_round_trip_keeps_outputs_and_codec_scale(tmp_path):
+    """The codec scale is set after construction (from the training masks): it travels in the
+    config and the loaded codec uses it; the network's outputs on a fixed input are the same
+    (v-prediction: the eps conversion's alphas_cumprod buffer is rebuilt from the config)."""
+    torch.manual_seed(0)
+    net = _net(prediction_type="v_prediction").eval()
+    net.set_codec_scale(2.5)
+    net.save_pretrained(tmp_path / "v")
+    assert json.loads((tmp_path / "v" / "config.json").read_text())["codec_scale"] == 2.5
+    loaded = load_validator_net(tmp_path / "v", tiny_vae())
+    assert isinstance(loaded, ValidatorNet) and not loaded.training
+    assert loaded.config.codec_scale == 2.5 and loaded.codec.scale == 2.5
+    g = torch.Generator().manual_seed(1)
+    z_a, z_t = torch.randn(2, 4, 16, 16, generator=g), torch.randn(2, 4, 16, 16, generator=g)
+    t = torch.tensor([10, 999])
+    masks = torch.zeros(2, 32, 32, dtype=torch.long)
+    masks[:, 8:20, 8:20] = 1
+    with torch.no_grad():
+        assert torch.equal(loaded(z_a, z_t, t), net(z_a, z_t, t))
+        assert torch.equal(loaded.codec.encode(masks), net.codec.encode(masks))
+    assert torch.equal(loaded.alphas_cumprod, net.alphas_cumprod)
+
+
+@pytest.mark.parametrize("change", ["unknown", "missing"])
+def test_config_with_unknown_or_missing_key_is_one_line(tmp_path, change):
+    """diffusers alone would drop an unknown key and fill a missing one with its default."""
+    _net().save_pretrained(tmp_path / "v")
+    file = tmp_path / "v" / "config.json"
+    config = json.loads(file.read_text())
+    if change == "unknown":
+        config["vision_width"] = 64
+    else:
+        del config["fused_channels"]
+    file.write_text(json.dumps(config))
+    with pytest.raises(InputError) as info:
+        load_validator_net(tmp_path / "v")
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"{file}: not a ValidatorNet config (")
+    assert ("unknown keys vision_width" if change == "unknown" else "missing keys fused_channels") in msg
+    assert msg.endswith("; rerun dvc repro train_validator")
+
+
+def test_weights_of_another_config_are_one_line(tmp_path):
+    _net().save_pretrained(tmp_path / "v")
+    _net(vision_channels=8).save_pretrained(tmp_path / "w")
+    weights = "diffusion_pytorch_model.safetensors"
+    (tmp_path / "v" / weights).replace(tmp_path / "w" / weights)  # V_psi 16 wide, the config says 8
+    with pytest.raises(InputError) as info:
+        load_validator_net(tmp_path / "w")
+    msg = str(info.value)
+    assert "\n" not in msg and "does not fit config.json" in msg and msg.endswith("; rerun dvc repro train_validator")
+
+
 def test_load_rejects_vae_with_other_latent_channels(tmp_path):
-    save_validator(_net(), tmp_path / "v")
+    _net().save_pretrained(tmp_path / "v")
     with pytest.raises(InputError, match="latent channels"):
         load_validator(tmp_path / "v", tiny_vae(latent_channels=8))
     with pytest.raises(InputError, match="no validator checkpoint"):

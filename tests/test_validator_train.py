@@ -26,7 +26,7 @@ def test_resume_gives_the_same_weights_and_loss_falls(tmp_path):
     assert info.steps == 30 and info.resumed_from == 0
     assert info.curve[-1][1] < info.curve[0][1]  # the eq. 12 loss falls
     torch.manual_seed(3)
-    untrained = ValidatorNet(model_config_from(cfg, vae, 1))
+    untrained = ValidatorNet(**model_config_from(cfg, vae, 1))
     untrained.set_codec_scale(full.config.codec_scale)
     untrained.codec.load_state_dict(full.codec.state_dict())  # same codec: only the network differs
     dice = {name: float(mask_dice(Validator(n, vae).predict(images), masks).mean())

@@ -135,19 +135,18 @@ def build_generator(size: str, device: torch.device, dtype: torch.dtype, image_s
 
 def build_validator(size: str, vae: Any, device: torch.device, dtype: torch.dtype) -> Any:
     from diffaug.validator.inference import Validator
-    from diffaug.validator.model import ValidatorModelConfig, ValidatorNet, vae_downsample
+    from diffaug.validator.model import ValidatorNet, vae_downsample
 
-    config = ValidatorModelConfig(latent_channels=int(vae.config.latent_channels), vae_downsample=vae_downsample(vae),
-                                  num_classes=1, **SIZES[size]["validator"])
-    net = ValidatorNet(config).to(device=device, dtype=dtype)
+    net = ValidatorNet(latent_channels=int(vae.config.latent_channels), vae_downsample=vae_downsample(vae),
+                       num_classes=1, **SIZES[size]["validator"]).to(device)  # Validator casts it to dtype
     return Validator(net, vae, device=device, dtype=dtype)
 
 
 def build_segmenter(size: str, image_size: int, device: torch.device) -> Any:
-    from diffaug.segmenter.models import Segmenter, SegmenterSpec, build_network
+    from diffaug.segmenter.models import Segmenter, SegmenterNet
 
-    spec = SegmenterSpec(architecture="unet", num_classes=2, image_size=image_size, channels=SIZES[size]["segmenter"])
-    return Segmenter(build_network(spec), spec, device=device)
+    net = SegmenterNet(architecture="unet", num_classes=2, image_size=image_size, channels=SIZES[size]["segmenter"])
+    return Segmenter(net, device=device)
 
 
 def bench_finetune_step(gen: Any, batch: int, image_size: int, rt: Any, repeats: int, out: dict[str, Any]) -> None:
@@ -155,8 +154,8 @@ def bench_finetune_step(gen: Any, batch: int, image_size: int, rt: Any, repeats:
     autocast in the run's dtype, as accelerate's mixed precision does): s/step and peak memory."""
     import copy
 
-    from diffaug.benchmark.measure import measure_training
     from diffaug.generator.losses import inpainting_loss
+    from diffaug.timing import measure_training
 
     unet = copy.deepcopy(gen.unet).to(dtype=torch.float32).train()
     opt = torch.optim.AdamW(unet.parameters(), lr=1e-5)

@@ -28,19 +28,11 @@ import numpy as np
 import torch
 
 from diffaug.benchmark.config import BenchmarkConfig
-from diffaug.benchmark.measure import (
-    Measurement,
-    device_name,
-    injected_slowdown,
-    measure,
-    measure_many,
-    measure_training,
-    module_bytes,
-    slowed,
-)
+from diffaug.benchmark.measure import device_name, injected_slowdown, module_bytes, slowed
 from diffaug.errors import InputError
 from diffaug.progress import track
 from diffaug.runtime import Runtime
+from diffaug.timing import Measurement, measure, measure_many, measure_training
 
 
 @dataclass(frozen=True)
@@ -151,17 +143,18 @@ def bench_segmenter(segmenter: Any, images: np.ndarray, masks: np.ndarray, cfg: 
     params = segmenter.meta.get("params")
     if segmenter.spec.architecture != "unet" or not params:
         return  # the latent network trains through the validator's parts; timed by train_segmenter itself
+    from diffaug.pretrained import public_config
     from diffaug.segmenter.config import TrainSegmenterConfig
     from diffaug.segmenter.data import Pairs
     from diffaug.segmenter.mixing import training_plan
-    from diffaug.segmenter.models import build_network
+    from diffaug.segmenter.models import SegmenterNet
     from diffaug.segmenter.train import SegmenterTask
 
     tcfg = TrainSegmenterConfig.model_validate(params)
     pairs = Pairs(_batch(images, tcfg.batch_size), _batch(masks.astype(np.uint8), tcfg.batch_size))
-    net = build_network(segmenter.spec).to(rt.device).train()
+    net = SegmenterNet(**public_config(segmenter.spec)).to(rt.device).train()  # fresh weights, the run's network
     plan = training_plan(len(pairs), 0, 1, tcfg.batch_size, 0.0, 0, rt.seed)
-    task = SegmenterTask(net, segmenter.spec, tcfg, plan, pairs, None, np.zeros(0, np.float32), pairs, True, rt.device)
+    task = SegmenterTask(net, tcfg, plan, pairs, None, np.zeros(0, np.float32), pairs, True, rt.device)
     opt = torch.optim.AdamW(net.parameters(), lr=tcfg.lr)
     g = torch.Generator().manual_seed(rt.seed)
 
@@ -177,12 +170,14 @@ def bench_segmenter(segmenter: Any, images: np.ndarray, masks: np.ndarray, cfg: 
 
 def pick_segmenter_run(segmenters: Path, name: str) -> Path:
     """The run folder to time: `benchmark.segmenter_run`, or the first trained run in sorted order."""
+    from diffaug.segmenter.models import RUN_FILE, is_run_folder
+
     if name:
         run = segmenters / name
-        if not (run / "config.json").is_file():
+        if not is_run_folder(run):
             raise InputError(f"{run}: benchmark.segmenter_run names no trained segmenter; pick a folder of {segmenters}")
         return run
-    runs = sorted(p.parent for p in segmenters.glob("*/config.json"))
+    runs = sorted(p.parent for p in segmenters.glob(f"*/{RUN_FILE}") if is_run_folder(p.parent))
     if not runs:
         raise InputError(f"{segmenters}: no trained segmenter found; run `dvc repro train_segmenter` first")
     return runs[0]
@@ -210,7 +205,7 @@ def run_benchmark(inputs: BenchmarkInputs, cfg: BenchmarkConfig, rt: Runtime, *,
     from diffaug.generator.models import load_generator
     from diffaug.generator.prompts import bank_for, negative_prompt, sample_prompts
     from diffaug.segmenter import load_segmenter
-    from diffaug.validator.model import load_validator
+    from diffaug.validator.loading import load_validator
 
     t_start = time.perf_counter()
     n = cfg.batch_size

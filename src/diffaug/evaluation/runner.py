@@ -33,7 +33,7 @@ class RunPrediction:
     seed: int
     masks: np.ndarray
     group: str | None = None  # what it is reported under; None = `<variant>` or `<variant>-r<ratio>`
-    training: dict[str, Any] | None = None  # the run folder's training summary (config.json `training`), if known
+    training: dict[str, Any] | None = None  # the run folder's training summary (run.json `training`), if known
 
     def __post_init__(self) -> None:
         if self.group is None:

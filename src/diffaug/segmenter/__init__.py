@@ -16,7 +16,7 @@ _EXPORTS = {
     "run_name": "diffaug.segmenter.runs",
     "planned_runs": "diffaug.segmenter.runs",
     "Segmenter": "diffaug.segmenter.models",
-    "SegmenterSpec": "diffaug.segmenter.models",
+    "SegmenterNet": "diffaug.segmenter.models",
     "load_segmenter": "diffaug.segmenter.models",
     "save_segmenter": "diffaug.segmenter.models",
     "train_segmenter": "diffaug.segmenter.train",

@@ -12,20 +12,25 @@ so every variant decodes masks the same way. `init: scratch` starts V_psi, psi a
 afresh (the denoiser's encoder copied from the generator U-Net where names and shapes match, as
 `train_validator` does); `init: validator` starts from the trained validator's weights.
 
-A run folder is self-contained: the frozen VAE encoder's weights are saved with the network and
-the VAE and validator configs travel in `config.json`, so `evaluate` and `benchmark` load it with
-`load_segmenter` alone.
+The network is the `body` of a `SegmenterNet` (`architecture: latent`), built from the
+`latent` entry of its config (`latent_config`: the VAE's and the validator's configs, the noise
+seed), then given the generator's and the validator's weights (`init_latent_network`). A run
+folder is self-contained: the frozen VAE encoder's weights are saved with the network and both
+configs travel in its `config.json`, so `evaluate` and `benchmark` load it with `load_segmenter`
+alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from diffaug.errors import InputError
+from diffaug.pretrained import public_config
 
 
 @dataclass
@@ -36,6 +41,37 @@ class LatentParts:
     vae: Any  # diffusers AutoencoderKL (frozen)
     validator: Any  # diffaug.validator.model.ValidatorNet (trained, learned mask codec)
     unet_state: dict[str, torch.Tensor] | None = None
+
+
+LATENT_KEYS = ("vae", "validator", "noise_seed")
+
+
+def latent_config(parts: LatentParts, noise_seed: int = 0) -> dict[str, Any]:
+    """The `latent` entry of a latent `SegmenterNet`'s config: the configs of the generator's VAE
+    and of the trained validator (without diffusers' bookkeeping keys) and the noise seed."""
+    from diffaug.validator.model import vae_downsample
+
+    validator = parts.validator
+    if validator.config.latent_channels != int(parts.vae.config.latent_channels) or \
+            validator.config.vae_downsample != vae_downsample(parts.vae):
+        raise InputError("the validator does not belong to this generator's VAE (latent channels or downsampling "
+                         "differ); rerun `dvc repro train_validator`")
+    if validator.config.mask_codec != "learned":
+        raise InputError("train_segmenter.architecture latent needs a validator with the learned mask codec "
+                         "(train_validator.mask_codec: learned)")
+    return {"vae": public_config(parts.vae.config), "validator": public_config(validator.config),
+            "noise_seed": int(noise_seed)}
+
+
+def check_latent_config(latent: Any, where: str, fix: str) -> None:
+    """InputError unless `latent` is a `latent_config`: its keys, and the validator's config keys."""
+    from diffaug.pretrained import check_config_keys
+    from diffaug.validator.model import ValidatorNet
+
+    ok = isinstance(latent, Mapping) and set(latent) == set(LATENT_KEYS) and isinstance(latent["validator"], Mapping)
+    if not ok:
+        raise InputError(f"{where}: not a latent segmenter config (keys {', '.join(LATENT_KEYS)}); {fix}")
+    check_config_keys(latent["validator"], ValidatorNet, f"{where} validator", fix)
 
 
 def vae_encoder_only(vae_config: dict[str, Any]):
@@ -51,26 +87,17 @@ def vae_encoder_only(vae_config: dict[str, Any]):
 class LatentSegmenterNet(nn.Module):
     """Image -> class logits through the latent single-step network; `training_terms` gives eq. 12."""
 
-    def __init__(self, vae_config: dict[str, Any], validator_config: dict[str, Any], noise_seed: int = 0) -> None:
+    def __init__(self, vae_config: Mapping[str, Any], validator_config: Mapping[str, Any], noise_seed: int = 0) -> None:
         super().__init__()
-        from diffaug.validator.model import ValidatorModelConfig, ValidatorNet
+        from diffaug.validator.model import ValidatorNet
 
-        cfg = ValidatorModelConfig.from_dict(validator_config)
-        if cfg.mask_codec != "learned":
-            raise InputError("train_segmenter.architecture latent needs a validator with the learned mask codec "
-                             "(train_validator.mask_codec: learned)")
+        if validator_config.get("mask_codec", "learned") != "learned":
+            raise ValueError("a latent segmenter needs a validator with the learned mask codec")
         self.vae = vae_encoder_only(vae_config)
-        self.net = ValidatorNet(cfg)
+        self.net = ValidatorNet(**public_config(validator_config))
         self.net.codec.requires_grad_(False)
         self.noise_seed = int(noise_seed)
         self.scaling_factor = float(self.vae.config.scaling_factor)
-
-    def encoder_state(self) -> dict[str, Any]:
-        """What `SegmenterSpec.latent` stores to rebuild this network."""
-        return {"vae": dict(self.vae.config), "validator": asdict(self.net.config), "noise_seed": self.noise_seed}
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]  # the VAE and the codec are frozen
 
     def train(self, mode: bool = True) -> LatentSegmenterNet:
         super().train(mode)
@@ -118,27 +145,23 @@ class LatentSegmenterNet(nn.Module):
                           c.num_classes)
 
 
-def build_latent_network(parts: LatentParts, init: str, noise_seed: int = 0) -> LatentSegmenterNet:
-    """A latent segmenter whose VAE encoder is the generator's and whose mask codec is the
-    validator's; the rest from the validator (`init: validator`) or fresh (`init: scratch`)."""
-    from diffaug.validator.model import init_from_generator_unet, vae_downsample
+def init_latent_network(net: LatentSegmenterNet, parts: LatentParts, init: str) -> LatentSegmenterNet:
+    """Give a latent network (a `SegmenterNet`'s body, built from `latent_config(parts)`) the
+    generator's VAE encoder and the validator's mask codec; the rest from the validator
+    (`init: validator`) or fresh (`init: scratch`, the denoiser's encoder from the generator U-Net)."""
+    from diffaug.validator.model import init_from_generator_unet
 
-    validator = parts.validator
-    if validator.config.latent_channels != int(parts.vae.config.latent_channels) or \
-            validator.config.vae_downsample != vae_downsample(parts.vae):
-        raise InputError("the validator does not belong to this generator's VAE (latent channels or downsampling "
-                         "differ); rerun `dvc repro train_validator`")
-    net = LatentSegmenterNet(dict(parts.vae.config), asdict(validator.config), noise_seed)
     own = net.state_dict()
     vae_state = {f"vae.{k}": v for k, v in parts.vae.state_dict().items() if f"vae.{k}" in own}
     net.load_state_dict(vae_state, strict=False)
-    codec_state = {f"net.{k}": v for k, v in validator.state_dict().items() if k.startswith("codec.")}
+    codec_state = {f"net.{k}": v for k, v in parts.validator.state_dict().items() if k.startswith("codec.")}
     net.load_state_dict(codec_state, strict=False)
     if init == "validator":
-        net.net.load_state_dict(validator.state_dict())
+        net.net.load_state_dict(parts.validator.state_dict())
     elif parts.unet_state is not None:
         init_from_generator_unet(net.net, parts.unet_state)
     return net
 
 
-__all__ = ["LatentParts", "LatentSegmenterNet", "build_latent_network", "vae_encoder_only"]
+__all__ = ["LatentParts", "LatentSegmenterNet", "check_latent_config", "init_latent_network", "latent_config",
+           "vae_encoder_only"]

@@ -1,81 +1,85 @@
 """The downstream segmenter network, its inference wrapper, and saving/loading a trained run.
 
-A run folder (`data/segmenters/<run>/`) holds `model.safetensors` and `config.json`:
-`{"spec": SegmenterSpec fields, "run": {variant, ratio, seed, name}, "training": summary}`.
-`load_segmenter(run_dir, device)` rebuilds the network from the spec and returns a `Segmenter`
-whose `predict(images uint8 (N, H, W, 3)) -> masks uint8 (N, H, W)` is what `evaluate` calls.
+`SegmenterNet` is a diffusers model whose config holds everything needed to rebuild the network
+and feed it images the way it was trained. A run folder (`data/segmenters/<run>/`) holds what
+`save_pretrained` writes, `config.json` + `diffusion_pytorch_model.safetensors`, and the run's
+metadata in `run.json`: `{"run": {variant, ratio, seed, name, ...}, "training": summary, "params"}`.
+`load_segmenter(run_dir, device)` returns a `Segmenter` whose
+`predict(images uint8 (N, H, W, 3)) -> masks uint8 (N, H, W)` is what `evaluate` calls.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from diffaug.errors import InputError
+from diffaug.pretrained import CONFIG_NAME, WEIGHTS_NAME
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-
-
-@dataclass
-class SegmenterSpec:
-    """Everything needed to rebuild the network and feed it images the way it was trained."""
-
-    architecture: str  # "unet" (MONAI UNet) | "latent" (the validator's latent single-step network)
-    num_classes: int  # output channels incl. background (polyp 2; fundus 3)
-    image_size: int  # training resolution (square); other sizes are resized to it and back
-    channels: list[int] = field(default_factory=lambda: [16, 32, 64])  # MONAI UNet widths
-    num_res_units: int = 0
-    mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])  # per-channel stats of the real train images, [0, 1] scale
-    std: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])
-    norm: str = "instance"  # MONAI UNet normalisation: batch | instance (MONAI's default)
-    latent: dict[str, Any] | None = None  # latent only: {"vae": VAE config, "validator": its config, "noise_seed"}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SegmenterSpec:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+RUN_FILE = "run.json"  # the run's metadata; diffusers' config.json is the network's
+ARCHITECTURES = ("unet", "latent")
+FIX = "rerun dvc repro train_segmenter"
 
 
-def build_network(spec: SegmenterSpec) -> nn.Module:
+class SegmenterNet(ModelMixin, ConfigMixin):
     """`unet`: MONAI's U-Net (Kerfoot et al.), one stride-2 level per width (the baseline).
     `latent`: the validator's latent single-step network (`diffaug.segmenter.latent`), rebuilt from
-    the VAE and validator configs the spec carries; its input is the image in [-1, 1]."""
-    if spec.architecture == "latent":
-        from diffaug.segmenter.latent import LatentSegmenterNet
+    the VAE and validator configs in `latent`; its input is the image in [-1, 1].
+    Either is `body`; `forward` hands its arguments on to it."""
 
-        if not spec.latent:
-            raise InputError(f"latent segmenter without its 'latent' spec in {CONFIG_NAME}; retrain the run")
-        return LatentSegmenterNet(spec.latent["vae"], spec.latent["validator"], spec.latent.get("noise_seed", 0))
-    if spec.architecture != "unet":
-        raise InputError(f"unknown segmenter architecture '{spec.architecture}' in {CONFIG_NAME}; retrain the run")
-    from monai.networks.nets import UNet
+    @register_to_config
+    def __init__(
+        self,
+        architecture: str = "unet",  # "unet" (MONAI UNet) | "latent"
+        num_classes: int = 2,  # output channels incl. background (polyp 2; fundus 3)
+        image_size: int = 64,  # training resolution (square); other sizes are resized to it and back
+        channels: Sequence[int] = (16, 32, 64),  # MONAI UNet widths
+        num_res_units: int = 0,
+        mean: Sequence[float] = (0.5, 0.5, 0.5),  # per-channel stats of the real train images, [0, 1] scale
+        std: Sequence[float] = (0.25, 0.25, 0.25),
+        norm: str = "instance",  # MONAI UNet normalisation: batch | instance (MONAI's default)
+        latent: dict[str, Any] | None = None,  # latent only: {"vae": VAE config, "validator": its config, "noise_seed"}
+    ) -> None:
+        super().__init__()
+        if architecture == "latent":
+            from diffaug.segmenter.latent import LatentSegmenterNet
 
-    return UNet(
-        spatial_dims=2,
-        in_channels=3,
-        out_channels=spec.num_classes,
-        channels=tuple(spec.channels),
-        strides=(2,) * (len(spec.channels) - 1),
-        num_res_units=spec.num_res_units,
-        norm=spec.norm,
-    )
+            if not latent:
+                raise ValueError("a latent segmenter needs its 'latent' config (VAE, validator, noise seed)")
+            self.body = LatentSegmenterNet(latent["vae"], latent["validator"], latent["noise_seed"])
+        elif architecture == "unet":
+            from monai.networks.nets import UNet
+
+            self.body = UNet(spatial_dims=2, in_channels=3, out_channels=num_classes, channels=tuple(channels),
+                             strides=(2,) * (len(channels) - 1), num_res_units=num_res_units, norm=norm)
+        else:
+            raise ValueError(f"unknown segmenter architecture '{architecture}'; allowed: {', '.join(ARCHITECTURES)}")
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        """Class logits (N, C, H, W) of normalised images x (N, 3, H, W); the latent network's
+        training call (x, masks, ...) passes through as well."""
+        return self.body(x, *args, **kwargs)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]  # latent: the VAE and the codec are frozen
 
 
-def to_input(images: np.ndarray | torch.Tensor, spec: SegmenterSpec, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> normalised float (N, 3, H, W) on `device`."""
+def to_input(images: np.ndarray | torch.Tensor, spec: Any, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> normalised float (N, 3, H, W) on `device`; `spec`: a `SegmenterNet` config."""
     x = torch.as_tensor(np.asarray(images)).to(device)
     x = x.permute(0, 3, 1, 2).float() / 255.0
     return normalise(x, spec)
 
 
-def normalise(x: torch.Tensor, spec: SegmenterSpec) -> torch.Tensor:
+def normalise(x: torch.Tensor, spec: Any) -> torch.Tensor:
     """float (N, 3, H, W) in [0, 1] -> standardised with the training set's channel stats."""
     mean = torch.tensor(spec.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     std = torch.tensor(spec.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
@@ -83,15 +87,19 @@ def normalise(x: torch.Tensor, spec: SegmenterSpec) -> torch.Tensor:
 
 
 class Segmenter:
-    """A trained segmenter ready for inference on uint8 RGB images."""
+    """A trained segmenter ready for inference on uint8 RGB images; `meta` is its run.json."""
 
-    def __init__(self, net: nn.Module, spec: SegmenterSpec, meta: dict[str, Any] | None = None,
+    def __init__(self, net: SegmenterNet, meta: dict[str, Any] | None = None,
                  device: torch.device | str = "cpu", batch_size: int = 64) -> None:
         self.net = net.to(device).eval()
-        self.spec = spec
         self.meta = meta or {}
         self.device = torch.device(device)
         self.batch_size = batch_size
+
+    @property
+    def spec(self) -> Any:
+        """The network's config: architecture, num_classes, image_size, mean, std, ..."""
+        return self.net.config
 
     @torch.no_grad()
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
@@ -119,37 +127,38 @@ class Segmenter:
         return self.predict_proba(images).argmax(axis=1).astype(np.uint8)
 
 
-def save_segmenter(out_dir: str | Path, net: nn.Module, spec: SegmenterSpec, meta: dict[str, Any]) -> None:
-    """Write model.safetensors + config.json (spec + run metadata + training summary)."""
-    from safetensors.torch import save_file
-
+def save_segmenter(out_dir: str | Path, net: SegmenterNet, meta: dict[str, Any]) -> None:
+    """The network with `save_pretrained` (config.json + weights) and `meta` as run.json."""
     from diffaug.io import write_json
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    save_file(state, str(out_dir / WEIGHTS_NAME))
-    write_json(out_dir / CONFIG_NAME, {"spec": asdict(spec), **meta})
+    net.save_pretrained(out_dir)
+    write_json(out_dir / RUN_FILE, meta)
+
+
+def is_run_folder(path: str | Path) -> bool:
+    path = Path(path)
+    return all((path / name).is_file() for name in (CONFIG_NAME, WEIGHTS_NAME, RUN_FILE))
 
 
 def load_segmenter(run_dir: str | Path, device: torch.device | str = "cpu") -> Segmenter:
-    """Rebuild a trained run from `run_dir` (config.json + model.safetensors) for inference."""
-    from diffaug.io import load_weights_file
+    """Rebuild a trained run from `run_dir` (config.json, weights, run.json) for inference."""
+    from diffaug.pretrained import load_pretrained, read_config
 
     run_dir = Path(run_dir)
-    cfg_file, weights = run_dir / CONFIG_NAME, run_dir / WEIGHTS_NAME
-    if not cfg_file.is_file() or not weights.is_file():
-        raise InputError(f"{run_dir}: no trained segmenter ({CONFIG_NAME} + {WEIGHTS_NAME}); run `dvc repro train_segmenter`")
+    if not is_run_folder(run_dir):
+        raise InputError(f"{run_dir}: no trained segmenter ({CONFIG_NAME} + {WEIGHTS_NAME} + {RUN_FILE}); "
+                         "run `dvc repro train_segmenter`")
+    config = read_config(run_dir, SegmenterNet, FIX)
+    if config["architecture"] not in ARCHITECTURES:
+        raise InputError(f"{run_dir / CONFIG_NAME}: unknown segmenter architecture '{config['architecture']}'; {FIX}")
+    if config["architecture"] == "latent":
+        from diffaug.segmenter.latent import check_latent_config
+
+        check_latent_config(config["latent"], f"{run_dir / CONFIG_NAME} (latent)", FIX)
+    net = load_pretrained(SegmenterNet, run_dir, FIX, "trained segmenter")
     try:
-        meta = json.loads(cfg_file.read_text())
-        spec = SegmenterSpec.from_dict(meta["spec"])
-    except (ValueError, TypeError, KeyError) as exc:
-        raise InputError(f"{cfg_file}: not a segmenter config ({exc!r}); retrain with train_segmenter") from None
-    net = build_network(spec)
-    state = load_weights_file(weights, fix="rerun dvc repro train_segmenter")
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        raise InputError(f"{weights}: weights do not match {CONFIG_NAME} ({str(exc).splitlines()[0]}); retrain") from None
-    meta.pop("spec", None)
-    return Segmenter(net, spec, meta, device=device)
+        meta = json.loads((run_dir / RUN_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{run_dir / RUN_FILE}: unreadable run metadata ({exc}); {FIX}") from None
+    return Segmenter(net, meta, device=device)

@@ -58,12 +58,12 @@ def run_training(
     meta = {
         "run": {"name": name, "spec": spec, "group": run_group(spec), "variant": variant,
                 "ratio": float(ratio), "seed": int(seed), "base_seed": base.seed},
-        # wall-clock time and resume point stay out of config.json: equal seeds give identical bytes
+        # wall-clock time and resume point stay out of run.json: equal seeds give identical bytes
         "training": {k: v for k, v in result.summary.items() if k not in ("seconds", "resumed_from_step")},
         "params": cfg.model_dump(mode="json", exclude={"runs", "seeds"}),
     }
     with atomic_dir(out_dir) as tmp:
-        save_segmenter(tmp, result.segmenter.net, result.segmenter.spec, meta)
+        save_segmenter(tmp, result.segmenter.net, meta)
     write_json(metrics_path, {"ratio": float(ratio)} | {k: result.summary[k] for k in METRIC_KEYS + SUPPLY_KEYS} | {"n_warnings": len(result.summary["warnings"])})
     return result.summary
 
@@ -71,8 +71,7 @@ def run_training(
 def load_latent_parts(cfg: TrainSegmenterConfig, generator_dir: str | Path, validator_dir: str | Path):
     """The generator VAE (+ U-Net state for `latent.init: scratch`) and the trained validator."""
     from diffaug.segmenter.latent import LatentParts
-    from diffaug.validator.loading import load_generator_parts
-    from diffaug.validator.model import load_validator_net
+    from diffaug.validator.loading import load_generator_parts, load_validator_net
 
     vae, unet_state = load_generator_parts(generator_dir, need_unet=cfg.latent.init == "scratch")
     return LatentParts(vae=vae, validator=load_validator_net(validator_dir, vae), unet_state=unet_state)

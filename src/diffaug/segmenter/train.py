@@ -24,9 +24,9 @@ from diffaug.segmenter.augment import augment_batch
 from diffaug.segmenter.config import RATIO_VARIANTS, VARIANTS, TrainSegmenterConfig
 from diffaug.segmenter.copypaste import make_copypaste_set
 from diffaug.segmenter.data import Pairs
-from diffaug.segmenter.latent import LatentParts, build_latent_network
+from diffaug.segmenter.latent import LatentParts, init_latent_network, latent_config
 from diffaug.segmenter.mixing import exposure, extra_per_batch, training_plan
-from diffaug.segmenter.models import Segmenter, SegmenterSpec, build_network, normalise
+from diffaug.segmenter.models import Segmenter, SegmenterNet, normalise
 from diffaug.training.curves import Curves
 from diffaug.training.state import array_digest, code_digest, run_fingerprint
 from diffaug.training.trainer import Trainer
@@ -42,7 +42,7 @@ TRAINING_MODULES = tuple(f"diffaug.segmenter.{m}" for m in ("augment", "config",
 @dataclass
 class SegmenterRun:
     segmenter: Segmenter
-    summary: dict[str, Any]  # flat numbers + warnings, goes into config.json and the metrics
+    summary: dict[str, Any]  # flat numbers + warnings, goes into run.json and the metrics
 
 
 def build_extra_pairs(
@@ -117,11 +117,11 @@ class SegmenterTask:
 
     select_key = "dice"
 
-    def __init__(self, net, spec: SegmenterSpec, cfg: TrainSegmenterConfig, plan, real: Pairs, extra: Pairs | None,
+    def __init__(self, net: SegmenterNet, cfg: TrainSegmenterConfig, plan, real: Pairs, extra: Pairs | None,
                  weights: np.ndarray, val: Pairs, augment: bool, device: torch.device) -> None:
         from monai.losses import DiceLoss
 
-        self.model, self.spec, self.cfg, self.plan = net, spec, cfg, plan
+        self.model, self.spec, self.cfg, self.plan = net, net.config, cfg, plan
         self.x_real, self.y_real = to_tensors(real)
         self.x_extra, self.y_extra = to_tensors(extra) if extra is not None else (None, None)
         self.w_extra = torch.from_numpy(weights)
@@ -130,7 +130,7 @@ class SegmenterTask:
         self.dice_fn = DiceLoss(include_background=False, to_onehot_y=True, softmax=True, reduction="none")
 
     def parameters(self):
-        return self.model.trainable_parameters() if self.latent else list(self.model.parameters())
+        return self.model.trainable_parameters()
 
     def batch(self, step: int, g: torch.Generator):
         r, e = self.plan.step(step)
@@ -159,7 +159,7 @@ class SegmenterTask:
 
     @torch.no_grad()
     def validate(self, model) -> dict[str, float]:
-        seg = Segmenter(model, self.spec, device=self.device, batch_size=self.cfg.eval_batch_size)
+        seg = Segmenter(model, device=self.device, batch_size=self.cfg.eval_batch_size)
         return {"dice": validation_dice(seg.predict(self.val.images), self.val.masks, self.spec.num_classes)}
 
 
@@ -208,18 +208,18 @@ def train_segmenter(
     else:
         x = torch.from_numpy(real.images).float().div_(255.0)
         mean, std = x.mean(dim=(0, 1, 2)).tolist(), x.std(dim=(0, 1, 2)).clamp_min(1e-3).tolist()
-    spec = SegmenterSpec(cfg.architecture, num_classes, int(real.images.shape[1]), list(cfg.channels),
-                         cfg.num_res_units, mean, std, norm=cfg.norm)
+    net_config = dict(architecture=cfg.architecture, num_classes=num_classes, image_size=int(real.images.shape[1]),
+                      channels=list(cfg.channels), num_res_units=cfg.num_res_units, mean=mean, std=std, norm=cfg.norm)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(rng.integers(0, 2**63 - 1)))
         if latent:
-            net = build_latent_network(latent_parts, cfg.latent.init, cfg.latent.noise_seed)
-            spec.latent = net.encoder_state()
+            net = SegmenterNet(**net_config, latent=latent_config(latent_parts, cfg.latent.noise_seed))
+            init_latent_network(net.body, latent_parts, cfg.latent.init)
         else:
-            net = build_network(spec)
+            net = SegmenterNet(**net_config)
     plan = training_plan(n_real, n_extra, cfg.steps, cfg.batch_size, cfg.synthetic_share, cfg.real_only_steps,
                          [runtime.seed, seed, 1])
-    task = SegmenterTask(net, spec, cfg, plan, real, extra, weights, val, variant != "none", runtime.device)
+    task = SegmenterTask(net, cfg, plan, real, extra, weights, val, variant != "none", runtime.device)
 
     schedule = cfg.schedule(cfg.checkpoint_every, cfg.log_every, cfg.eval_every)
     if latent:
@@ -258,5 +258,5 @@ def train_segmenter(
         "warnings": warnings,
     }
     model = net.eval()
-    return SegmenterRun(Segmenter(model, spec, {"training": summary}, device=runtime.device,
+    return SegmenterRun(Segmenter(model, {"training": summary}, device=runtime.device,
                                   batch_size=cfg.eval_batch_size), summary)

@@ -75,7 +75,7 @@ def train_validator(train_images: np.ndarray, train_masks: np.ndarray, vae, cfg:
     """Split (whole `groups`, e.g. video sequences, on one side), train (resumable), evaluate and
     time; returns the network and flat metrics. `num_classes` counts background, as
     fingerprint.json does (polyp 2, fundus 3); the network is built for the foreground classes
-    (`ValidatorModelConfig.num_classes`). `size_class` (N,) labels of the frames (manifest.csv)
+    (`ValidatorNet.config.num_classes`). `size_class` (N,) labels of the frames (manifest.csv)
     split the held-out acceptance of true masks. `zoom` (generate.zoom) trains on and reports
     zoomed windows too."""
     from diffaug.data.holdout import holdout

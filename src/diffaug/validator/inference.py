@@ -56,7 +56,9 @@ class Validator:
         self.dtype = dtype
         # the whole validator runs in `dtype` (the gate's base.dtype); eq. 11 itself is evaluated in
         # float32 below, since it divides by sqrt(abar_ts) ~ 0.07 and would amplify half-precision error
-        self.net = net.to(self.device, dtype).eval()
+        self.net = net.to(self.device).eval()
+        if self.net.dtype != dtype:  # only then: diffusers' ModelMixin.to logs a warning on every dtype cast
+            self.net = self.net.to(dtype=dtype)
         self.vae = vae.to(self.device).eval()
         if self.vae.dtype != dtype:
             self.vae = self.vae.to(dtype=dtype)

@@ -10,54 +10,23 @@ The denoiser is a diffusers `UNet2DModel` whose encoder (conv_in, time embedding
 mid block) is initialised from the generator's U-Net wherever tensor names and shapes match (the
 paper initialises the encoder from pretrained weights and the decoder from scratch).
 
-The network is built from `ValidatorModelConfig` and saved as `model.safetensors` + `config.json`;
-`load_validator(dir, vae)` restores it and checks that its image-latent channels match the VAE.
+`ValidatorNet` is a diffusers model: its config is its `__init__` keyword arguments, and
+`save_pretrained(dir)` writes `config.json` + `diffusion_pytorch_model.safetensors`;
+`diffaug.validator.loading.load_validator(dir, vae)` restores it and checks that its image-latent
+channels match the VAE.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from collections.abc import Sequence
+from typing import Any
 
 import torch
+from diffusers import ConfigMixin, ModelMixin, UNet2DModel
+from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from diffaug.errors import InputError
 from diffaug.validator.codec import LearnedMaskCodec
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-
-
-@dataclass
-class ValidatorModelConfig:
-    latent_channels: int  # channels of the VAE image latent z_a (must match the VAE)
-    vae_downsample: int  # VAE spatial factor 2 ** (len(block_out_channels) - 1)
-    num_classes: int  # foreground classes (polyp 1; fundus 2: disc rim, cup)
-    mask_codec: str = "learned"  # "learned" | "vae"
-    mask_latent_channels: int = 4  # channels of the mask latent z_0 (VAE codec: the VAE's)
-    codec_channels: list[int] = field(default_factory=lambda: [16, 32])
-    codec_scale: float = 1.0  # learned codec's latent normalisation (1 / std on the training masks)
-    vision_channels: int = 32
-    vision_blocks: int = 2
-    vision_levels: int = 1  # resolution levels of V_psi (1 = latent resolution only; older checkpoints)
-    fused_channels: int = 8
-    unet_block_out_channels: list[int] = field(default_factory=lambda: [32, 64])
-    unet_layers_per_block: int = 1
-    unet_attention: bool = False
-    norm_num_groups: int = 16
-    num_train_timesteps: int = 1000
-    beta_schedule: str = "scaled_linear"
-    beta_start: float = 0.00085
-    beta_end: float = 0.012
-    single_step_timestep: int = 999
-    prediction_type: str = "epsilon"  # what the U-Net outputs: "epsilon" or "v_prediction" (converted to eps_hat)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ValidatorModelConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class ResBlock(nn.Module):
@@ -122,15 +91,37 @@ class Fusion(nn.Module):
         return self.proj(torch.cat([z_a, f_vision], dim=1))
 
 
-class ValidatorNet(nn.Module):
-    """eps_theta(z_t, t | f_fused) plus, for the learned codec, the mask codec it was trained with."""
+class ValidatorNet(ModelMixin, ConfigMixin):
+    """eps_theta(z_t, t | f_fused) plus, for the learned codec, the mask codec it was trained with.
+    `net.config.<key>` reads the keyword arguments below."""
 
-    def __init__(self, config: ValidatorModelConfig) -> None:
+    @register_to_config
+    def __init__(
+        self,
+        latent_channels: int = 4,  # channels of the VAE image latent z_a (must match the VAE)
+        vae_downsample: int = 8,  # VAE spatial factor 2 ** (len(block_out_channels) - 1)
+        num_classes: int = 1,  # foreground classes (polyp 1; fundus 2: disc rim, cup)
+        mask_codec: str = "learned",  # "learned" | "vae"
+        mask_latent_channels: int = 4,  # channels of the mask latent z_0 (VAE codec: the VAE's)
+        codec_channels: Sequence[int] = (16, 32),
+        codec_scale: float = 1.0,  # learned codec's latent normalisation (1 / std on the training masks)
+        vision_channels: int = 32,
+        vision_blocks: int = 2,
+        vision_levels: int = 1,  # resolution levels of V_psi (1 = latent resolution only)
+        fused_channels: int = 8,
+        unet_block_out_channels: Sequence[int] = (32, 64),
+        unet_layers_per_block: int = 1,
+        unet_attention: bool = False,
+        norm_num_groups: int = 16,
+        num_train_timesteps: int = 1000,
+        beta_schedule: str = "scaled_linear",
+        beta_start: float = 0.00085,
+        beta_end: float = 0.012,
+        single_step_timestep: int = 999,
+        prediction_type: str = "epsilon",  # what the U-Net outputs: "epsilon" or "v_prediction" (converted to eps_hat)
+    ) -> None:
         super().__init__()
-        from diffusers import UNet2DModel
-
-        self.config = config
-        c = config
+        c = self.config
         self.vision = VisionEncoder(c.latent_channels, c.vision_channels, c.vision_blocks, c.norm_num_groups,
                                     c.vision_levels)
         self.fusion = Fusion(c.latent_channels, c.vision_channels, c.fused_channels)
@@ -185,12 +176,13 @@ class ValidatorNet(nn.Module):
         return self.denoise(self.condition(z_a), z_t, t)
 
     def set_codec_scale(self, scale: float) -> None:
-        self.config.codec_scale = float(scale)
+        # kept in the config (not a buffer): save_pretrained writes it, from_pretrained rebuilds the codec with it
+        self.register_to_config(codec_scale=float(scale))
         if self.codec is not None:
             self.codec.scale = float(scale)
 
 
-def make_scheduler(config: ValidatorModelConfig, kind: str = "ddpm"):
+def make_scheduler(config: Any, kind: str = "ddpm"):
     """The forward process of eq. 10 (DDPM) or the DDIM sampler for iterative inference."""
     from diffusers import DDIMScheduler, DDPMScheduler
 
@@ -213,57 +205,5 @@ def init_from_generator_unet(net: ValidatorNet, unet_state: dict[str, torch.Tens
     return len(copied)
 
 
-def save_validator(net: ValidatorNet, out_dir: str | Path) -> None:
-    from safetensors.torch import save_file
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    save_file(state, str(out_dir / WEIGHTS_NAME))
-    (out_dir / CONFIG_NAME).write_text(json.dumps(asdict(net.config), indent=2, sort_keys=True) + "\n")
-
-
 def vae_downsample(vae) -> int:
     return 2 ** (len(vae.config.block_out_channels) - 1)
-
-
-def load_validator_net(path: str | Path, vae=None) -> ValidatorNet:
-    """Rebuild the network from config.json + model.safetensors; with a VAE, check they belong
-    together (image latent channels and spatial factor)."""
-    from diffaug.io import load_weights_file
-
-    path = Path(path)
-    cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
-    if not cfg_file.is_file() or not weights.is_file():
-        raise InputError(f"{path}: no validator checkpoint ({CONFIG_NAME} + {WEIGHTS_NAME}); run `dvc repro train_validator`")
-    try:
-        config = ValidatorModelConfig.from_dict(json.loads(cfg_file.read_text()))
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{cfg_file}: not a validator config ({exc}); retrain with train_validator") from None
-    if vae is not None:
-        vae_c = int(vae.config.latent_channels)
-        if config.latent_channels != vae_c:
-            raise InputError(
-                f"{cfg_file}: validator expects {config.latent_channels} latent channels but the VAE has "
-                f"{vae_c}; retrain the validator with this generator (dvc repro train_validator)"
-            )
-        if config.vae_downsample != vae_downsample(vae):
-            raise InputError(
-                f"{cfg_file}: validator expects VAE downsampling {config.vae_downsample}, the VAE has "
-                f"{vae_downsample(vae)}; retrain the validator with this generator"
-            )
-    net = ValidatorNet(config)
-    state = load_weights_file(weights, fix="rerun dvc repro train_validator")
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        raise InputError(f"{weights}: weights do not match {CONFIG_NAME} ({str(exc).splitlines()[0]}); retrain") from None
-    return net.eval()
-
-
-def load_validator(path: str | Path, vae, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
-    """The trained validator ready for inference: `Validator.predict(images) -> masks`."""
-    from diffaug.validator.inference import Validator
-
-    net = load_validator_net(path, vae)
-    return Validator(net, vae, device=device, dtype=dtype)

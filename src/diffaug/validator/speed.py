@@ -1,5 +1,5 @@
-"""Single-step against iterative inference, measured side by side (issue item 8), and where the
-time of one single-step prediction goes.
+"""Single-step against iterative inference, measured side by side, and where the time of one
+single-step prediction goes.
 
 One batch, one network, the same thread settings; the paths of each group below are timed
 INTERLEAVED (one call of each per round, `repeats` rounds after a warm-up; `measure_many`) so that
@@ -15,9 +15,9 @@ path's large working set:
                                        at t_s, the mask decoder
 
 Each ratio is the median over rounds of the two calls' ratio within the round (`paired_ratio`):
-on this 2-core machine one single-step call took 26-47 ms within a minute as the machine's speed
-drifted, and the ratio of the two medians then read 17.9-19.5x over five runs of 15 rounds
-against 18.7-19.6x paired. The ratio of medians is reported too (`*_of_medians`).
+on a machine whose speed drifts, the ratio of the two medians can pair a fast round of one path
+with a slow round of the other, and the paired ratio cancels the drift (docs/validator.md,
+"Speed measurement"). The ratio of medians is reported too (`*_of_medians`).
 
 Both modes compute f_fused once and encode/decode once, so with F = condition and D = denoise
 the network-only ratio is (F + T D) / (F + D): it reaches 0.9 T only while
@@ -32,6 +32,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from diffaug.timing import measure_many, paired_ratio
 from diffaug.validator.inference import Validator, encode_images
 
 PATHS = ("single", "iterative", "latent_single", "latent_iterative", "encode", "condition", "denoise", "decode")
@@ -44,8 +45,6 @@ def time_paths(validator: Validator, images: np.ndarray, steps: int, *, repeats:
     with T = `steps` for the iterative paths. `context` wraps every call (autocast on half-precision
     GPUs); `slow` wraps the single-step path (the benchmark's injected-slowdown check).
     Returns {"<path>": Measurement}."""
-    from diffaug.benchmark.measure import measure_many
-
     n = len(images)
     dev, dtype, net = validator.device, validator.dtype, validator.net
     with torch.inference_mode(), context():
@@ -72,9 +71,9 @@ def time_paths(validator: Validator, images: np.ndarray, steps: int, *, repeats:
         "denoise": run(lambda: net.denoise(f, z_T, t)),
         "decode": run(lambda: validator.codec.decode_probs(z0.to(dtype))),
     }
-    # each ratio's pair interleaved on its own: in one 8-way round robin the ~30 ms network-only
-    # single-step call came right after an images->masks call (VAE pass, large working set) and
-    # read ~10 % slow (ratio_latent ~17 against ~19 from F + D + the noise draw timed apart)
+    # each ratio's pair interleaved on its own: in one round robin of all eight the short
+    # network-only call follows an images->masks call (VAE pass, large working set) and reads
+    # slow (docs/validator.md, "Speed measurement")
     out: dict = {}
     for group in (("single", "iterative"), ("latent_single", "latent_iterative"), PATHS[4:]):
         out |= measure_many({k: fns[k] for k in group}, items=n, device=dev, warmup=warmup, repeats=repeats,
@@ -85,8 +84,6 @@ def time_paths(validator: Validator, images: np.ndarray, steps: int, *, repeats:
 def speed_summary(m: dict, steps: int) -> dict:
     """Flat metrics from `time_paths`: both ratios (paired per round, and of the medians), the
     goal 0.9 T, and the parts in ms."""
-    from diffaug.benchmark.measure import paired_ratio
-
     t = {k: v.median_s for k, v in m.items()}
     n = m["single"].items
     return {

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ from diffaug.validator.config import TrainValidatorConfig
 from diffaug.validator.inference import encode_images, images_to_tensor
 from diffaug.validator.metrics import mask_dice
 from diffaug.validator.objective import draw_timesteps, eq12_terms
-from diffaug.validator.model import ValidatorModelConfig, ValidatorNet, make_scheduler, vae_downsample
+from diffaug.validator.model import ValidatorNet, make_scheduler, vae_downsample
 from diffaug.zoom import ZoomConfig
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,11 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.flip(x, dims=(-1,)) if k >= 4 else x
 
 
-def model_config_from(cfg: TrainValidatorConfig, vae, num_classes: int) -> ValidatorModelConfig:
+def model_config_from(cfg: TrainValidatorConfig, vae, num_classes: int) -> dict[str, Any]:
+    """The `ValidatorNet` keyword arguments for these params and this VAE: `ValidatorNet(**config)`."""
     t_s = cfg.single_step_timestep if cfg.single_step_timestep >= 0 else cfg.num_train_timesteps - 1
     vae_codec = cfg.mask_codec == "vae"
-    return ValidatorModelConfig(
+    return dict(
         latent_channels=int(vae.config.latent_channels), vae_downsample=vae_downsample(vae),
         num_classes=num_classes, mask_codec=cfg.mask_codec,
         mask_latent_channels=int(vae.config.latent_channels) if vae_codec else cfg.mask_latent_channels,
@@ -251,13 +253,13 @@ def train_network(images: np.ndarray, masks: np.ndarray, vae, cfg: TrainValidato
     seed = runtime.seed
     model_cfg = model_config_from(cfg, vae, num_classes)
     torch.manual_seed(seed)  # parameter initialisation
-    net = ValidatorNet(model_cfg)
+    net = ValidatorNet(**model_cfg)
     info = TrainInfo()
     if generator_unet_state is not None and cfg.init_from_generator:
         from diffaug.validator.model import init_from_generator_unet
 
         info.copied_init_tensors = init_from_generator_unet(net, generator_unet_state)
-    fingerprint = run_fingerprint(cfg.model_dump(mode="json"), asdict(model_cfg) | {"codec_scale": None}, seed,
+    fingerprint = run_fingerprint(cfg.model_dump(mode="json"), model_cfg | {"codec_scale": None}, seed,
                                   str(runtime.dtype), runtime.device.type, array_digest(images, masks),
                                   None if zoom is None else zoom.model_dump(mode="json"), code_digest(*TRAINING_MODULES))
     curves = curves if curves is not None else Curves(None)
