@@ -1,5 +1,5 @@
 """`architecture: latent`: the validator's latent-space single-step network as the downstream
-segmenter (the paper's own segmenter, seed-summary §2 and §4).
+segmenter (the paper's own segmenter).
 
     x (N, 3, H, W) in [-1, 1] --frozen VAE encoder--> z_a (N, c, h, w)
         --V_psi, psi (eq. 9, 13)--> f_fused --denoiser at t_s on seeded noise z_T--> eps_hat

@@ -154,7 +154,7 @@ class ValidatorNet(ModelMixin, ConfigMixin):
 
         z_a is made NCHW-contiguous first: the VAE encodes the permuted (channels-last) image
         faster in that layout and hands z_a on in it, and V_psi's GroupNorm (one channel per group)
-        then runs ~8x slower on CPU, F/D 0.14 instead of 0.06 (docs/validator.md, speed)."""
+        is much slower on CPU in channels-last (docs/validator.md, speed)."""
         z_a = z_a.contiguous()
         return self.fusion(z_a, self.vision(z_a))
 
