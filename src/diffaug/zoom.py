@@ -142,9 +142,26 @@ def paste(frames: np.ndarray, patches: np.ndarray, windows: np.ndarray, nearest:
     return out
 
 
+def zoomed_pairs(images: np.ndarray, masks: np.ndarray, lesions: np.ndarray, cfg: ZoomConfig | None,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Training pairs cut from `training_windows` around each frame's lesion (`lesions` (N, H, W)
+    bool), resized to the frame size: images, masks and the source frame of each; none when zoom
+    is off."""
+    src, wins = [], []
+    if cfg is not None and cfg.enabled:
+        for i, m in enumerate(lesions):
+            for w in training_windows(m, cfg, rng):
+                wins.append(w)
+                src.append(i)
+    if not wins:
+        return images[:0], masks[:0], []
+    w = windows_array(wins)
+    return crop(images[src], w), crop(masks[src], w, nearest=True), src
+
+
 def windows_array(rows: list[tuple[int, int, int]]) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
 
 
 __all__ = ["NOT_ZOOMED", "ZoomConfig", "box_of", "crop", "paste", "square_window", "training_windows", "wants_zoom",
-           "window_for", "windows_array"]
+           "window_for", "windows_array", "zoomed_pairs"]

@@ -83,24 +83,15 @@ def load_train_data(prepared_dir: str | Path, cfg: Any, zoom: Any = None, seed: 
     lesion_images = _resize(train.images[keep], size)
     lesion_masks = _resize(les[keep], size, masks=True)
     stats = [{k: _plain(v) for k, v in row.items()} for row in train.table.iloc[keep].to_dict("records")]
-    n_zoomed = 0
-    if zoom is not None and zoom.enabled and zoom.train_windows > 0:
-        from diffaug.zoom import crop, training_windows, windows_array
+    from diffaug.zoom import zoomed_pairs
 
-        rng = np.random.default_rng([seed, 0x7A])
-        wins, src = [], []
-        for i, m in enumerate(lesion_masks):
-            for w in training_windows(m > 0, zoom, rng):
-                wins.append(w)
-                src.append(i)
-        if wins:
-            w = windows_array(wins)
-            lesion_images = np.concatenate([lesion_images, crop(lesion_images[src], w)])
-            lesion_masks = np.concatenate([lesion_masks, crop(lesion_masks[src], w, nearest=True)])
-            stats = stats + [stats[i] for i in src]
-            n_zoomed = len(wins)
+    z_images, z_masks, src = zoomed_pairs(lesion_images, lesion_masks, lesion_masks > 0, zoom,
+                                          np.random.default_rng([seed, 0x7A]))
+    lesion_images = np.concatenate([lesion_images, z_images])
+    lesion_masks = np.concatenate([lesion_masks, z_masks])
+    stats = stats + [stats[i] for i in src]
     return TrainData(family, frames, lesion_images, lesion_masks, stats, array_digest(frames),
-                     array_digest(lesion_images, lesion_masks), n_zoomed)
+                     array_digest(lesion_images, lesion_masks), len(src))
 
 
 def _plain(v: Any) -> Any:

@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from diffaug.io import load_weights_file  # noqa: F401  (re-exported: one loader for every weights file)
 
 log = logging.getLogger(__name__)
 

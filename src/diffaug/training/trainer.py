@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from diffaug.io import load_weights_file
 from diffaug.progress import note, track
 from diffaug.runtime import Runtime
 from diffaug.training.curves import Curves
@@ -40,7 +41,6 @@ from diffaug.training.state import (
     TRAINER_FILE,
     CheckpointWriter,
     discard,
-    load_weights_file,
     read_trainer_file,
     set_aside,
     verify_folder,

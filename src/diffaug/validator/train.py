@@ -82,19 +82,10 @@ def expand_training_set(images: np.ndarray, masks: np.ndarray, num_classes: int,
                         zoom: ZoomConfig | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Frames (N, H, W, 3) + zoomed windows around each frame's lesion (class `num_classes`, the
     highest: polyp, fundus cup) + `augment_copies` standard-augmented copies of all of them."""
-    from diffaug.zoom import crop, training_windows, windows_array
+    from diffaug.zoom import zoomed_pairs
 
-    if zoom is not None and zoom.enabled and zoom.train_windows > 0:
-        rng = np.random.default_rng([seed, 0x200])
-        wins, src = [], []
-        for i, m in enumerate(masks):
-            for w in training_windows(m == num_classes, zoom, rng):
-                wins.append(w)
-                src.append(i)
-        if wins:
-            w = windows_array(wins)
-            images = np.concatenate([images, crop(images[src], w)])
-            masks = np.concatenate([masks, crop(masks[src], w, nearest=True)])
+    z_images, z_masks, _ = zoomed_pairs(images, masks, masks == num_classes, zoom, np.random.default_rng([seed, 0x200]))
+    images, masks = np.concatenate([images, z_images]), np.concatenate([masks, z_masks])
     if cfg.augment_copies > 0:
         from diffaug.segmenter.augment import augment_batch
         from diffaug.segmenter.config import StandardAugmentConfig
