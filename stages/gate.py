@@ -1,9 +1,10 @@
 """Quality gate: keep a generated sample iff IoU(intended mask, validator's mask) > gate.threshold (eq. 14).
 
 Reads data/synthetic/raw/ (samples.npz, manifest.csv), the validator (data/validator/) with the
-generator's VAE (data/generator/vae) and, if present, metrics/generate.json (to price the gate
+generator's VAE (data/generator/vae) and, if present, metrics/timings/generate.json (to price the gate
 against generation). Writes data/synthetic/gated/ (accepted.npz/.csv, rejected.npz/.csv with the
-IoU of every row, iou.csv histogram, grid.png) and metrics/gate.json. gate.enabled: false accepts
+IoU of every row, iou.csv histogram, grid.png), metrics/gate.json (acceptance, the background
+check) and metrics/timings/gate.json (images/s, cost against generation). gate.enabled: false accepts
 every sample (ablation "without validation").
 """
 
@@ -22,26 +23,27 @@ def main(
     raw: Path = typer.Option("data/synthetic/raw", help="generated samples (samples.npz, manifest.csv)"),
     validator: Path = typer.Option("data/validator", help="trained validator folder"),
     generator: Path = typer.Option("data/generator", help="generator folder (its vae/ is used)"),
-    generate_metrics: Path = typer.Option("metrics/generate.json", help="generate's metrics (samples_per_s), optional"),
+    generate_timings: Path = typer.Option("metrics/timings/generate.json", help="generate's timings (samples_per_s), optional"),
     out: Path = typer.Option("data/synthetic/gated", help="output folder"),
     metrics: Path = typer.Option("metrics/gate.json", help="metrics JSON"),
+    timings: Path = typer.Option("metrics/timings/gate.json", help="timings JSON"),
 ) -> None:
     import sys
 
     from diffaug.config import load_section
-    from diffaug.io import write_json
+    from diffaug.io import write_metrics
     from diffaug.runtime import resolve_runtime
-    from diffaug.validator.gate import run_gate, write_gate_outputs
+    from diffaug.validator.gate import TIMING_KEYS, run_gate, write_gate_outputs
     from diffaug.validator.loading import load_vae, load_validator
 
     base = load_section(params, "base")
     cfg = load_section(params, "gate")
     runtime = resolve_runtime(base)
     model = load_validator(validator, load_vae(generator), device=runtime.device, dtype=runtime.dtype)
-    report = run_gate(raw, model, cfg, seed=runtime.seed, generate_metrics=generate_metrics)
+    report = run_gate(raw, model, cfg, seed=runtime.seed, generate_metrics=generate_timings)
     if report.metrics["n_generated"] == 0:
         print(f"warning: {raw}: no generated samples; wrote empty accepted/rejected sets", file=sys.stderr)
     write_gate_outputs(report, out, cfg)
-    write_json(metrics, report.metrics)
+    write_metrics(metrics, timings, report.metrics, TIMING_KEYS)
     m = report.metrics
     typer.echo(f"gate: accepted {m['n_accepted']}/{m['n_generated']} (rate {m['acceptance_rate']:.2f}) -> {out}")

@@ -9,8 +9,9 @@ train_segmenter.synthetic_ratio; or with its own ratio, e.g. diffaug-r3) and --s
 train_segmenter.seeds; dvc.yaml's matrix runs every pair. Writes --out
 (data/segmenters/<spec>-s<seed>/): the network as diffusers writes it (config.json,
 diffusion_pytorch_model.safetensors) and run.json (variant, ratio, seed, training summary); --live (dvclive training curves, plots/train_segmenter/<run>/ in
-dvc.yaml); --checkpoints (resumable state, data/checkpoints/train_segmenter/<run>/); and --metrics
-(metrics/train_segmenter/<run>.json). Bad input stops with one line and writes nothing.
+dvc.yaml); --checkpoints (resumable state, data/checkpoints/train_segmenter/<run>/); --metrics
+(metrics/train_segmenter/<run>.json: results) and --timings (metrics/timings/train_segmenter/<run>.json:
+wall-clock seconds). Bad input stops with one line and writes nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def main(
     live: Path = typer.Option(None, "--live", help="dvclive curves folder; default: no curves"),
     metrics: Path = typer.Option(None, "--metrics", help="metrics JSON; default metrics/train_segmenter/<run name>.json"),
     checkpoints: Path = typer.Option(None, "--checkpoints", help="resumable checkpoints of this run (dvc.yaml: data/checkpoints/train_segmenter/<run>); default: none"),
+    timings: Path = typer.Option(None, "--timings", help="timings JSON (wall-clock seconds); default metrics/timings/train_segmenter/<run name>.json"),
 ) -> None:
     from diffaug.config import BaseConfig, load_section
     from diffaug.errors import ConfigError
@@ -51,7 +53,9 @@ def main(
     name = run_name(run, seed)
     out = out or Path("data/segmenters") / name
     metrics = metrics or Path("metrics/train_segmenter") / f"{name}.json"
-    summary = run_training(cfg, base, run, seed, prepared, gated, out, metrics, live, generator, validator, checkpoints)
+    timings = timings or Path("metrics/timings/train_segmenter") / f"{name}.json"
+    summary = run_training(cfg, base, run, seed, prepared, gated, out, metrics, live, generator, validator, checkpoints,
+                           timings_path=timings)
     warn = f" (warning: {'; '.join(summary['warnings'])})" if summary["warnings"] else ""
     typer.echo(
         f"train_segmenter: {name} → {out}: {summary['n_real']} real + {summary['n_extra']} extra pairs, "

@@ -5,8 +5,9 @@ and its U-Net (data/generator/unet, to initialise the denoiser's encoder). Holds
 part (whole video sequences where the data set has them), trains with the objective of eq. 12
 (resumable checkpoints in data/checkpoints/train_validator/), and writes data/validator/
 (`save_pretrained`: config.json + diffusion_pytorch_model.safetensors), dvclive curves in --live
-(plots/train_validator/ in dvc.yaml) and metrics/train_validator.json (validation Dice/IoU
-single-step and iterative, speed ratio).
+(plots/train_validator/ in dvc.yaml), metrics/train_validator.json (validation Dice/IoU
+single-step and iterative, held-out discrimination) and --timings
+(metrics/timings/train_validator.json: seconds per phase, the single-step vs iterative speed ratio).
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ def main(
     out: Path = typer.Option("data/validator", help="output folder for the trained validator"),
     checkpoints: Path = typer.Option("data/checkpoints/train_validator", help="resumable checkpoints"),
     live_dir: Path = typer.Option("plots/train_validator", "--live", help="dvclive folder (training curves)"),
-    metrics: Path = typer.Option("metrics/train_validator.json", help="metrics JSON"),
+    metrics: Path = typer.Option("metrics/train_validator.json", help="metrics JSON (results)"),
+    timings: Path = typer.Option("metrics/timings/train_validator.json", help="timings JSON (seconds, speed ratio)"),
 ) -> None:
     from diffaug.config import load_section
     from diffaug.data.prepared import load_fingerprint, load_split
-    from diffaug.io import atomic_dir, write_json
+    from diffaug.io import atomic_dir, write_metrics
     from diffaug.runtime import resolve_runtime
     from diffaug.training.curves import Curves
-    from diffaug.validator.fit import train_validator
+    from diffaug.validator.fit import TIMING_KEYS, train_validator
     from diffaug.validator.loading import load_generator_parts
 
     base = load_section(params, "base")
@@ -52,7 +54,7 @@ def main(
                                  zoom=zoom)
     with atomic_dir(out) as tmp:
         result.net.save_pretrained(tmp)
-    write_json(metrics, result.metrics)
+    write_metrics(metrics, timings, result.metrics, TIMING_KEYS)
     m = result.metrics
     typer.echo(
         f"validator: val Dice {m['val_dice_single']:.3f} (single-step) / {m['val_dice_iterative']:.3f} "

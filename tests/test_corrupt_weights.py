@@ -59,7 +59,7 @@ def test_generate_cli_truncated_unet_one_line_exit_1(folders, generator_copy, tm
     params = write_params({"base": {"seed": 0, "device": "cpu"}, "generate": {"variants": 1, "steps": 1}})
     result = runner.invoke(app, ["generate", "--params", str(params), "--generator", str(generator_copy),
                                  "--prepared", str(folders[0]), "--out", str(tmp_path / "raw"),
-                                 "--metrics", str(tmp_path / "generate.json")])
+                                 "--metrics", str(tmp_path / "generate.json"), "--timings", str(tmp_path / "t.json")])
     assert result.exit_code == 1, result.output
     err = result.stderr.strip()
     assert err.startswith(f"error: {weights}: unreadable or truncated weights (SafetensorError: "), err

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from diffaug.cli import app
 from diffaug.io import save_npz
+from diffaug.validator.fit import TIMING_KEYS
 from validator_helpers import blob_data, one_thread, save_generator, small_validator_params  # noqa: F401
 
 runner = CliRunner()
@@ -55,7 +56,8 @@ def trained(tmp_path_factory, one_thread):
     args = ["train_validator", "--params", str(params), "--prepared", str(root / "prepared"),
             "--generator", str(root / "generator"), "--out", str(root / "validator"),
             "--checkpoints", str(root / "ckpt"), "--live", str(root / "live"),
-            "--metrics", str(root / "metrics" / "train_validator.json")]
+            "--metrics", str(root / "metrics" / "train_validator.json"),
+            "--timings", str(root / "metrics" / "timings" / "train_validator.json")]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     return root
@@ -64,8 +66,8 @@ def trained(tmp_path_factory, one_thread):
 def _gate(root, raw, out, params=None, **extra):
     args = ["gate", "--params", str(params or root / "params.yaml"), "--raw", str(raw), "--validator",
             str(extra.get("validator", root / "validator")), "--generator", str(extra.get("generator", root / "generator")),
-            "--generate-metrics", str(root / "generate.json"), "--out", str(out),
-            "--metrics", str(out.parent / f"{out.name}.json")]
+            "--generate-timings", str(root / "generate.json"), "--out", str(out),
+            "--metrics", str(out.parent / f"{out.name}.json"), "--timings", str(out.parent / f"{out.name}.timings.json")]
     return runner.invoke(app, args)
 
 
@@ -76,17 +78,21 @@ def test_train_validator_writes_model_metrics_curves(trained):
     config = json.loads((trained / "validator" / "config.json").read_text())
     assert config["num_classes"] == 1
     m = json.loads((trained / "metrics" / "train_validator.json").read_text())
-    for key in ("val_dice_single", "val_iou_single", "val_dice_iterative", "val_iou_iterative", "speed_ratio",
-                "speed_ratio_latent", "speed_ratio_goal", "init_copied_tensors", "codec_recon_dice_learned",
-                "codec_recon_dice_vae", "single_step_timestep"):
+    for key in ("val_dice_single", "val_iou_single", "val_dice_iterative", "val_iou_iterative",
+                "init_copied_tensors", "codec_recon_dice_learned", "codec_recon_dice_vae", "single_step_timestep"):
         assert key in m, key
-    assert m["init_copied_tensors"] > 0 and m["speed_ratio"] > 1 and m["steps"] == 20
+    assert m["init_copied_tensors"] > 0 and m["steps"] == 20
     # held-out true masks accepted per size class (manifest.csv's size_class of each frame)
     assert m["disc_n_small"] + m["disc_n_large"] == m["disc_n"] and 0 <= m["disc_accept_right_70_small"] <= 1
+    # times and the speed comparison go to the timings file, none of them to the metrics
+    t = json.loads((trained / "metrics" / "timings" / "train_validator.json").read_text())
+    assert set(t) == set(TIMING_KEYS) and not set(m) & set(t)
+    assert t["speed_ratio"] > 1 and t["speed_ratio_goal"] == pytest.approx(0.9 * 4) and t["seconds"] > t["seconds_loop"] > 0
     # the parts of one single-step prediction, timed beside the two modes (validator.speed)
-    parts = [m[f"speed_ms_{k}"] for k in ("encode", "condition", "denoise", "decode")]
+    parts = [t[f"speed_ms_{k}"] for k in ("encode", "condition", "denoise", "decode")]
     assert all(p > 0 for p in parts)
-    assert m["speed_condition_per_denoise"] == pytest.approx(m["speed_ms_condition"] / m["speed_ms_denoise"])
+    assert t["speed_condition_per_denoise"] == pytest.approx(t["speed_ms_condition"] / t["speed_ms_denoise"])
+    assert "speed_ratio" not in json.loads((trained / "live" / "metrics.json").read_text())  # dvclive summary
     assert (trained / "ckpt" / "network" / "trainer.json").is_file() and (trained / "ckpt" / "codec").is_dir()
     assert list((trained / "live").rglob("loss.tsv"))
 
@@ -106,8 +112,11 @@ def test_gate_writes_accepted_rejected_sets(trained, tmp_path):
     acc, rej = pd.read_csv(out / "accepted.csv"), pd.read_csv(out / "rejected.csv")
     assert m["n_generated"] == 10 and m["n_accepted"] == len(acc) and len(acc) + len(rej) == 10
     assert (acc["iou"] > 0.5).all() and (rej["iou"] <= 0.5).all()
-    for key in ("acceptance_rate", "iou_accepted_mean", "iou_rejected_mean", "images_per_s", "gate_cost_fraction"):
+    for key in ("acceptance_rate", "iou_accepted_mean", "iou_rejected_mean"):
         assert key in m
+    timings = json.loads((tmp_path / "gated.timings.json").read_text())
+    for key in ("images_per_s", "gate_cost_fraction"):  # kept out of the compared metrics
+        assert key in timings and key not in m
     with np.load(out / "accepted.npz") as z:
         assert set(z.files) == {"images", "masks", "ids", "pred_masks"} and len(z["ids"]) == len(acc)
     assert pd.read_csv(out / "iou.csv")["count"].sum() == 10
@@ -203,6 +212,45 @@ def test_gate_rejects_vae_with_other_latent_channels(trained, tmp_path):
 def test_train_validator_missing_generator(trained, tmp_path):
     result = runner.invoke(app, ["train_validator", "--params", str(trained / "params.yaml"), "--prepared",
                                  str(trained / "prepared"), "--generator", str(tmp_path / "nope"), "--out",
-                                 str(tmp_path / "v"), "--metrics", str(tmp_path / "m.json")])
+                                 str(tmp_path / "v"), "--metrics", str(tmp_path / "m.json"),
+                                 "--timings", str(tmp_path / "t.json")])
     assert result.exit_code == 1 and "finetune_generator" in result.output
     assert not (tmp_path / "v").exists()
+
+
+def test_background_check_reports_and_optionally_rejects(trained, tmp_path):
+    """Each background of backgrounds.npz is segmented; one whose predicted lesion area (outside its
+    own annotation) exceeds the bound fails; its samples are counted and, with background_reject,
+    rejected whatever their IoU; with a bound of 0.99 nothing fails."""
+    from diffaug.config import parse_section
+    from diffaug.io import save_npz
+    from diffaug.validator.backgrounds import background_seeds
+    from diffaug.validator.gate import run_gate
+    from diffaug.validator.loading import load_validator, load_vae
+
+    images, masks = blob_data(6, seed=7)
+    raw = tmp_path / "raw"
+    _write_raw(raw, images, masks)
+    man = pd.read_csv(raw / "manifest.csv")
+    man["background_id"] = [f"b{i % 3}" for i in range(6)]
+    man.to_csv(raw / "manifest.csv", index=False)
+    bg_images, bg_masks = blob_data(3, seed=8)  # backgrounds that still show a lesion
+    save_npz(raw / "backgrounds.npz", images=bg_images, masks=np.zeros_like(bg_masks), ids=np.array(["b0", "b1", "b2"]),
+             methods=np.array(["classical", "classical", "generator"]))
+    model = load_validator(trained / "validator", load_vae(trained / "generator"))
+    loose = run_gate(raw, model, parse_section("gate", {"threshold": 0.01, "background_max_lesion_frac": 0.99}))
+    assert loose.metrics["backgrounds_checked"] == 3 and loose.metrics["backgrounds_failed"] == 0
+    assert loose.manifest["background_ok"].all() and loose.metrics["background_check"] == "reported"
+
+    strict = parse_section("gate", {"threshold": 0.01, "background_max_lesion_frac": 0.0, "background_reject": True})
+    report = run_gate(raw, model, strict)
+    pred = model.predict(bg_images, seeds=background_seeds(3, 0))
+    failed = {f"b{i}" for i in range(3) if (pred[i] >= 1).any()}
+    assert failed, "a background with a lesion must show some predicted lesion pixels"
+    m = report.metrics
+    assert m["backgrounds_failed"] == len(failed) and m["background_check"] == "rejecting"
+    on_failed = report.manifest["background_id"].isin(failed).to_numpy()
+    assert not report.accepted[on_failed].any()
+    assert (report.accepted[~on_failed] == (report.manifest["iou"].to_numpy()[~on_failed] > 0.01)).all()
+    assert m["background_residual_fraction"] == pytest.approx(len(failed) / 3)
+    assert {"background_residual_fraction_classical", "background_residual_fraction_generator"} <= set(m)

@@ -130,3 +130,4 @@ def test_gate_checks_small_lesions_zoomed(small_prepared, vae, tmp_path):
     assert right >= 0.4
     assert wrong >= 0.95
     assert right > results["full frame"][0] + 0.3  # zoom is what lets them through
+

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from diffaug.generator.models import decode_latents, load_generator
+from diffaug.generator.models import load_generator
 from diffaug.generator.sampling import InpaintSampler, run_stock, seed_noise, stock_pipeline
+from diffaug.latents import decode_latents
 from generate_support import make_generator
 
 B, S = 3, 32

@@ -35,7 +35,8 @@ def folders(tmp_path_factory):
 def _run(write_params, prepared, generator, out, metrics, generate=None, extra=None):
     params = write_params({"base": {"seed": 0, "device": "cpu"}, "generate": {**GEN, **(generate or {})}, **(extra or {})})
     return runner.invoke(app, ["generate", "--params", str(params), "--generator", str(generator),
-                               "--prepared", str(prepared), "--out", str(out), "--metrics", str(metrics)])
+                               "--prepared", str(prepared), "--out", str(out), "--metrics", str(metrics),
+                               "--timings", str(metrics.parent / f"{metrics.stem}.timings.json")])
 
 
 def test_generate_writes_samples_manifest_preview_and_metrics(folders, tmp_path, write_params):
@@ -63,8 +64,9 @@ def test_generate_writes_samples_manifest_preview_and_metrics(folders, tmp_path,
         assert np.array_equal(data["images"][k][far], bg[far]), "pixels far from the mask must be the original"
     assert (out / "preview.png").stat().st_size > 0
     m = json.loads(metrics.read_text())
-    assert m["n_samples"] == n and m["samples_per_s"] > 0
-    assert m["ratio_vs_stock"] > 0 and m["stock_samples"] == GEN["variants"]
+    t = json.loads((metrics.parent / f"{metrics.stem}.timings.json").read_text())
+    assert m["n_samples"] == n and t["samples_per_s"] > 0 and t["stage_samples_per_s"] > 0
+    assert t["ratio_vs_stock"] > 0 and t["stock_samples"] == GEN["variants"] and "samples_per_s" not in m
     assert not list(tmp_path.glob(".raw*")), "no temporary folders left"
 
 

@@ -13,6 +13,8 @@ from diffaug.errors import InputError
 from diffaug.generator.losses import inpainting_loss, random_masks
 from diffaug.generator.models import build_backbone, latent_mask, load_generator, save_generator
 from diffaug.generator.text import load_text_encoder, minilm_path
+from diffaug.imaging import pixels_to_signed, to_model_space
+from diffaug.latents import decode_latents, encode_latents
 from generator_support import TINY
 
 
@@ -69,6 +71,28 @@ def test_bad_generator_folders(tiny_gen, tmp_path):
     _edit_config(tmp_path / "gl/vae/config.json", latent_channels=3)
     with pytest.raises(InputError, match="latent_channels 3 do not match"):
         load_generator(tmp_path / "gl")
+
+
+def test_pixel_range_and_scaled_latents(tiny_gen):
+    """uint8 -> [-1, 1] channels first; z = E(x) · s with s from the VAE config, D(z / s)."""
+    import numpy as np
+
+    images = np.stack([np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 255, np.uint8)])
+    images[0, 0, 0] = (0, 51, 255)
+    x = to_model_space(images[:, ::-1])  # a flipped (negative-stride) view is fine
+    assert x.shape == (2, 3, 32, 32) and x.dtype == torch.float32
+    assert x[0, :, -1, 0].tolist() == pytest.approx([-1.0, 51 / 127.5 - 1, 1.0]) and (x[1] == 1).all()
+    assert torch.equal(pixels_to_signed(torch.from_numpy(images)).permute(0, 3, 1, 2), to_model_space(images))
+    vae = tiny_gen.vae.eval()
+    vae.register_to_config(scaling_factor=0.25)
+    try:
+        with torch.no_grad():
+            z = encode_latents(vae, x)
+            assert torch.equal(z, vae.encode(x).latent_dist.mean * 0.25)  # the posterior mean, scaled
+            assert encode_latents(vae, x, torch.float64).dtype == torch.float64  # cast before the scaling
+            assert torch.equal(decode_latents(vae, z), vae.decode(z / 0.25).sample)
+    finally:
+        vae.register_to_config(scaling_factor=1.0)
 
 
 def test_inpainting_loss_terms():

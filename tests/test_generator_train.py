@@ -32,6 +32,7 @@ def _cli(params, prepared, root, name):
         "finetune_generator", "--params", str(params), "--prepared", str(prepared),
         "--out", str(root / f"{name}_gen"), "--checkpoints", str(root / f"{name}_ck"),
         "--live", str(root / f"{name}_live"), "--metrics", str(root / f"{name}.json"),
+        "--timings", str(root / f"{name}_timings.json"),
     ])
 
 
@@ -42,6 +43,9 @@ def test_kill_and_resume_gives_identical_weights(prepared, tmp_path, write_param
     metrics = json.loads((tmp_path / "full.json").read_text())
     assert metrics["steps_run"] == 12 and metrics["resumed_from_step"] == 0
     assert metrics["vae_psnr"] > 5 and metrics["finetune_final_loss"] is not None
+    # wall-clock time goes to its own file, so `dvc metrics diff` compares results only
+    assert "seconds" not in metrics
+    assert list(json.loads((tmp_path / "full_timings.json").read_text())) == ["seconds"]
     meta = json.loads((tmp_path / "full_gen/diffaug_generator.json").read_text())
     assert meta["family"] == "polyp" and meta["image_size"] == 32 and meta["text_encoder"]["kind"] == "minilm"
     assert "polyp" in meta["prompts"]
@@ -128,6 +132,7 @@ def test_bad_inputs_one_line_no_output(prepared, tmp_path, write_params):
     assert res.exit_code == 1
     assert res.output.strip().count("\n") == 0 and "not found; run `dvc repro prepare`" in res.output
     assert not (tmp_path / "a_gen").exists() and not (tmp_path / "a.json").exists()
+    assert not (tmp_path / "a_timings.json").exists()
 
     params = _params(write_params, backbone=str(tmp_path / "no_such_checkpoint"))
     res = _cli(params, prepared, tmp_path, "b")

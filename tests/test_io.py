@@ -1,4 +1,4 @@
-"""Atomic writes leave no partial output; npz bytes are deterministic."""
+"""Atomic writes leave no partial output; npz bytes are deterministic; results and timings go to two files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from diffaug.io import atomic_dir, atomic_file, read_json, save_npz, write_json
+from diffaug.io import atomic_dir, atomic_file, read_json, save_npz, split_timings, write_json, write_metrics
 
 
 def test_atomic_dir_replaces_on_success_and_keeps_old_on_failure(tmp_path):
@@ -42,3 +42,14 @@ def test_npz_bytes_are_deterministic(tmp_path):
     save_npz(tmp_path / "b.npz", images=arr.copy(), ids=np.array(["x", "y", "z", "w"]))
     digest = [hashlib.md5((tmp_path / n).read_bytes()).hexdigest() for n in ("a.npz", "b.npz")]
     assert digest[0] == digest[1]
+
+
+def test_write_metrics_puts_the_declared_timings_in_their_own_file(tmp_path):
+    metrics = {"dice": 0.5, "seconds": 12.5, "speed": {"ms": 3.0}, "steps": 10}
+    assert split_timings(metrics, ("seconds", "speed", "absent")) == (
+        {"dice": 0.5, "steps": 10}, {"seconds": 12.5, "speed": {"ms": 3.0}})
+    write_metrics(tmp_path / "m.json", tmp_path / "timings" / "m.json", metrics, ("seconds", "speed"))
+    assert read_json(tmp_path / "m.json") == {"dice": 0.5, "steps": 10}
+    assert read_json(tmp_path / "timings" / "m.json") == {"seconds": 12.5, "speed": {"ms": 3.0}}
+    write_metrics(tmp_path / "n.json", None, metrics, ("seconds", "speed"))  # no timings file: dropped
+    assert read_json(tmp_path / "n.json") == {"dice": 0.5, "steps": 10}

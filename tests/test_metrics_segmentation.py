@@ -96,3 +96,70 @@ def test_bad_masks_are_one_line_input_errors():
         per_image_table(GT[None, :2], GT[None], np.array(["x"]), NAMES)
     with pytest.raises(InputError, match="class index 2"):
         per_image_table((GT * 2)[None], GT[None], np.array(["x"]), NAMES)
+
+
+# ---- one Dice rule for the validator and evaluate (diffaug.overlap) --------------------------
+
+FUNDUS = ["background", "disc rim", "cup"]
+
+
+def _fundus_case() -> tuple[np.ndarray, np.ndarray]:
+    """(5, 4, 4) predictions and ground truths, 0 = background, 1 = disc rim, 2 = cup."""
+    pred, gt = np.zeros((2, 5, 4, 4), np.uint8)
+    gt[0, 0], gt[0, 1] = 1, 2  # both classes: rim row 0, cup row 1
+    pred[0, 0], pred[0, 1, :2], pred[0, 1, 2:] = 1, 2, 1  # half the cup called rim: rim 0.8, cup 2/3
+    gt[1, 0, :2] = 1  # no cup in either mask: rim 2·2/(2+4) = 2/3, cup 1
+    pred[1, 0] = 1
+    gt[2, 3] = 2  # no rim in either mask: rim 1, cup 2·2/(4+2) = 2/3
+    pred[2, 3, :2] = 2
+    # image 3: nothing in either mask, every class 1
+    gt[4, 0] = 1  # a cup predicted where there is none: rim 1, cup 0
+    pred[4, 0] = 1
+    pred[4, 3, 3] = 2
+    return pred, gt
+
+
+def test_validator_dice_and_iou_agree_with_evaluate_on_fundus():
+    """The validator's val_dice / gate IoU and evaluate's per-image Dice / IoU are one rule: a
+    class absent from both prediction and ground truth scores 1 and counts in the mean."""
+    from diffaug.segmenter.train import validation_dice
+    from diffaug.validator.metrics import mask_dice, mask_iou
+
+    pred, gt = _fundus_case()
+    table = per_image_table(pred, gt, np.array([f"f{i}" for i in range(len(gt))]), FUNDUS)
+    expected = [(0.8 + 2 / 3) / 2, (2 / 3 + 1) / 2, (1 + 2 / 3) / 2, 1.0, (1 + 0) / 2]
+    assert table["dice"].tolist() == pytest.approx(expected)
+    assert table["dice_cup"].tolist() == pytest.approx([2 / 3, 1, 2 / 3, 1, 0])
+    # the validator counts foreground classes (2), evaluate counts background too (3)
+    np.testing.assert_array_equal(mask_dice(pred, gt, 2), table["dice"].to_numpy())
+    np.testing.assert_array_equal(mask_iou(pred, gt, 2), table["iou"].to_numpy())
+    assert mask_iou(pred, gt, 2)[1] == pytest.approx((2 / 4 + 1) / 2)
+    assert validation_dice(pred, gt, 3) == pytest.approx(table["dice"].mean())
+
+
+def test_union_and_binary_masks_keep_their_meaning():
+    """`union` (and one foreground class) scores the merged foreground; both masks empty: 1."""
+    from diffaug.validator.metrics import mask_dice, mask_iou
+
+    pred, gt = _fundus_case()
+    fg_p, fg_g = (pred >= 1).reshape(len(pred), -1), (gt >= 1).reshape(len(gt), -1)
+    inter, sizes = (fg_p & fg_g).sum(1), fg_p.sum(1) + fg_g.sum(1)
+    with np.errstate(invalid="ignore"):
+        dice = np.where(sizes > 0, 2 * inter / sizes, 1.0)
+        iou = np.where(sizes > 0, inter / (sizes - inter), 1.0)
+    np.testing.assert_array_equal(mask_dice(pred, gt, 2, "union"), dice)
+    np.testing.assert_array_equal(mask_iou(pred, gt, 2, "union"), iou)
+    np.testing.assert_array_equal(mask_dice(pred, gt, 1), dice)  # one class: any foreground is the lesion
+    assert mask_dice(pred[3:4], gt[3:4], 2, "union")[0] == 1.0
+
+
+def test_overlap_is_chunked_without_changing_values(monkeypatch):
+    """Large test splits are scored in chunks of images (bounded memory); per-image values do not
+    depend on the chunking."""
+    import diffaug.overlap as overlap
+
+    pred, gt = _fundus_case()
+    whole = overlap.overlap_per_class(pred, gt, 3)
+    monkeypatch.setattr(overlap, "_CHUNK_VALUES", 2 * 16 * 3)  # two images per chunk
+    np.testing.assert_array_equal(overlap.overlap_per_class(pred, gt, 3), whole)
+    assert overlap.overlap_per_class(pred[:0], gt[:0], 3).shape == (0, 2)

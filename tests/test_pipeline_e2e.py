@@ -45,6 +45,20 @@ def test_every_stage_runs_and_writes_its_outputs(pipeline):
             assert (repo / "metrics" / f"{stage}.json").is_file(), f"metrics/{stage}.json missing"
     runs = sorted(p.stem for p in (repo / "metrics" / "train_segmenter").glob("*.json"))
     assert runs == ["copypaste-s0", "diffaug-s0", "none-s0", "standard-s0"]
+    # wall-clock figures sit beside the results, in metrics/timings/ (git-tracked, not DVC metrics)
+    timed = ["finetune_generator", "train_validator", *(f"train_segmenter/{r}" for r in runs)]
+    for name, key in (("generate", "samples_per_s"), ("gate", "images_per_s")):
+        t = json.loads((repo / "metrics" / "timings" / f"{name}.json").read_text())
+        assert key in t and key not in json.loads((repo / "metrics" / f"{name}.json").read_text()), name
+    for name in timed:
+        timings = json.loads((repo / "metrics" / "timings" / f"{name}.json").read_text())
+        results = json.loads((repo / "metrics" / f"{name}.json").read_text())
+        assert timings["seconds"] > 0 and "seconds" not in results and not set(results) & set(timings), name
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
+    paths = {p for rev in shown.values() for p in (rev.get("data") or {})}
+    assert "metrics/evaluate.json" in paths and not any(p.startswith("metrics/timings/") for p in paths), paths
+    ignored = run(["git", "check-ignore", "-q", "metrics/timings/train_validator.json"], repo, check=False)
+    assert ignored.returncode == 1  # committed to git like metrics/, not cached by DVC
     # training curves for `dvc plots show`, kept in git beside metrics/
     for live in ["finetune_generator", "train_validator", *(f"train_segmenter/{r}" for r in runs)]:
         assert list((repo / "plots" / live / "plots" / "metrics").rglob("*.tsv")), live

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from diffaug.cli import app
 from diffaug.data.prepared import MANIFEST_COLUMNS, load_fingerprint, load_manifest, load_split
+from diffaug.data.preview import BANK_COLOURS, LABEL_PX
 from diffaug.errors import InputError
 
 
@@ -68,8 +69,22 @@ def test_manifest_mask_bank_fingerprint_preview(prepared):
     assert sum(fp["lesion_area"]["counts"]) == 10 and len(fp["intensity"]["mean"]) == 3
     assert sum(fp["size_classes"]["counts"]["test"].values()) == 5
 
-    with Image.open(out / "preview.png") as im:  # 6 frames (32 px → 128 px tiles), then 4 normals
-        assert im.mode == "RGB" and im.size[0] > 6 * 128 and 2 * 128 < im.size[1] < 3 * 128
+    with Image.open(out / "preview.png") as im:
+        assert im.mode == "RGB"
+        pic = np.asarray(im)
+    # a title line, then three labelled sections of one row each: the 6 train frames (32 px → 128 px
+    # tiles, 2 px gutters), the 4 normals, the first 8 mask-bank shapes (the widest row)
+    row = 128 + 2 * 2
+    assert pic.shape == (LABEL_PX + 3 * (LABEL_PX + row), 8 * (128 + 2) + 2, 3)
+    tops = [0, LABEL_PX, 2 * LABEL_PX + row, 3 * LABEL_PX + 2 * row]  # title, train, normals, bank labels
+    for top in tops:  # every label band holds text
+        assert (pic[top:top + LABEL_PX].min(axis=2) > 150).sum() > 50, top
+    train_label = pic[tops[1]:tops[1] + LABEL_PX].astype(int)  # "polyp" in its contour colour (green)
+    assert ((train_label[..., 1] > 150) & (train_label[..., 0] < 120)).sum() > 10
+    first_bank = pic[tops[3] + LABEL_PX + 2:tops[3] + LABEL_PX + 2 + 128, 2:130]
+    assert set(np.unique(first_bank)) == set(BANK_COLOURS)  # shape light on dark, nothing else
+    shape = np.kron(bank.masks[0], np.ones((4, 4)))  # the first bank mask, upscaled like its tile
+    assert (first_bank[..., 0] == BANK_COLOURS[1]).mean() == pytest.approx(shape.mean())
 
     metrics = json.loads((prepared / "metrics" / "prepare.json").read_text())
     assert metrics["n_train"] == 10 and metrics["n_mask_bank"] == len(bank) and metrics["fixes_total"] == 0

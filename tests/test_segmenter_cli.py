@@ -33,8 +33,9 @@ def test_diffaug_run_writes_model_config_curves_metrics(setup):
     tmp, prepared, gated, params = setup
     out, metrics = tmp / "segmenters" / "diffaug-r0.5-s1", tmp / "metrics" / "diffaug-r0.5-s1.json"
     live, ckpt = tmp / "plots" / "diffaug-r0.5-s1", tmp / "ckpt" / "diffaug-r0.5-s1"
+    timings = tmp / "metrics" / "timings" / "diffaug-r0.5-s1.json"
     res = _invoke(params, "--run", "diffaug-r0.5", "--seed", "1", "--prepared", prepared, "--gated", gated,
-                  "--out", out, "--metrics", metrics, "--live", live, "--checkpoints", ckpt)
+                  "--out", out, "--metrics", metrics, "--live", live, "--checkpoints", ckpt, "--timings", timings)
     assert res.exit_code == 0, res.output
     assert "diffaug-r0.5-s1" in res.output and "best validation Dice" in res.output
     assert {p.name for p in out.iterdir()} == {"config.json", "diffusion_pytorch_model.safetensors", "run.json"}
@@ -52,6 +53,9 @@ def test_diffaug_run_writes_model_config_curves_metrics(setup):
     supply = {"synthetic_requested": 6, "synthetic_used": 6, "synthetic_shortfall": False}
     assert {k: m[k] for k in supply} == supply and m["n_warnings"] == 0
     assert {k: config["training"][k] for k in supply} == supply  # what evaluate reads
+    # wall-clock time in its own file (not a DVC metric), and in neither metrics nor run.json
+    assert json.loads(timings.read_text()).keys() == {"seconds"} and json.loads(timings.read_text())["seconds"] > 0
+    assert "seconds" not in m and "seconds" not in config["training"]
     seg = load_segmenter(out, "cpu")
     assert seg.predict(__import__("numpy").zeros((3, 32, 32, 3), "uint8")).shape == (3, 32, 32)
 
@@ -60,7 +64,7 @@ def test_ratio_beyond_the_accepted_pool_is_a_shortfall_in_the_metrics(setup):
     tmp, prepared, gated, params = setup
     out, metrics = tmp / "segmenters" / "diffaug-r3-s0", tmp / "metrics" / "diffaug-r3-s0.json"
     res = _invoke(params, "--run", "diffaug-r3", "--prepared", prepared, "--gated", gated, "--out", out,
-                  "--metrics", metrics)
+                  "--metrics", metrics, "--timings", tmp / "timings.json")
     assert res.exit_code == 0, res.output
     assert "the gate accepted 6" in res.output
     m = json.loads(metrics.read_text())  # 3 x 13 real pairs asked for, 6 accepted
@@ -100,9 +104,9 @@ def test_empty_gate_with_error_policy(setup, write_params):
     gated = write_gated(tmp / "empty_gate", n=0, size=32)
     params = write_params({"train_segmenter": TINY | {"on_empty_synthetic": "error"}}, name="p2.yaml")
     res = _invoke(params, "--run", "diffaug-r1", "--prepared", prepared, "--gated", gated, "--out", tmp / "o",
-                  "--metrics", tmp / "m.json")
+                  "--metrics", tmp / "m.json", "--timings", tmp / "t.json")
     assert res.exit_code == 1 and "no accepted synthetic pairs" in res.output
-    assert not (tmp / "o").exists() and not (tmp / "m.json").exists()
+    assert not (tmp / "o").exists() and not (tmp / "m.json").exists() and not (tmp / "t.json").exists()
 
 
 @pytest.mark.parametrize(

@@ -126,12 +126,12 @@ def test_cli_latent_run_and_missing_validator(parts, tmp_path, write_params):
               "--gated", str(gated), "--generator", str(generator)]
     out = tmp_path / "seg"
     res = runner.invoke(app, [*common, "--validator", str(tmp_path / "validator"), "--out", str(out),
-                              "--metrics", str(tmp_path / "m.json")])
+                              "--metrics", str(tmp_path / "m.json"), "--timings", str(tmp_path / "t.json")])
     assert res.exit_code == 0, res.output
     assert load_segmenter(out).predict(np.zeros((2, 32, 32, 3), np.uint8)).shape == (2, 32, 32)
     missing = tmp_path / "seg-missing"
     res = runner.invoke(app, [*common, "--validator", str(tmp_path / "nope"), "--out", str(missing),
-                              "--metrics", str(tmp_path / "m2.json")])
+                              "--metrics", str(tmp_path / "m2.json"), "--timings", str(tmp_path / "t2.json")])
     assert res.exit_code == 1
     assert "no validator checkpoint" in res.output and "Traceback" not in res.output
     assert not missing.exists() and not (tmp_path / "m2.json").exists()

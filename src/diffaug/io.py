@@ -1,4 +1,5 @@
-"""Small I/O helpers: atomic writes (no partial output on failure), JSON, npz, safetensors weights.
+"""Small I/O helpers: atomic writes (no partial output on failure), JSON, a stage's metrics split
+from its timings, npz, safetensors weights.
 
 A stage writes each output to a temporary sibling and renames it into place only when the whole
 output is complete, so a failed run leaves the previous output (or nothing) untouched.
@@ -12,7 +13,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,26 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def split_timings(metrics: Mapping[str, Any], timing_keys: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(results, timings) of a stage's metrics: the top-level keys the stage lists in `timing_keys`
+    (wall-clock seconds, throughput, memory, what they were measured on) go to timings, every other
+    key to results. A listed key the metrics lack is skipped (not every run times everything)."""
+    keys = set(timing_keys)
+    return ({k: v for k, v in metrics.items() if k not in keys}, {k: v for k, v in metrics.items() if k in keys})
+
+
+def write_metrics(metrics_path: str | Path, timings_path: str | Path | None, metrics: Mapping[str, Any],
+                  timing_keys: Iterable[str]) -> None:
+    """Write a stage's results to `metrics_path` (metrics/<stage>.json, a DVC metrics file: what
+    `dvc metrics diff` and `dvc exp show` compare) and its timings to `timings_path`
+    (metrics/timings/<stage>.json, a plain git-tracked out: they differ on every run, so comparing
+    runs would otherwise be half timings); `timings_path` None drops them."""
+    results, timings = split_timings(metrics, timing_keys)
+    if timings_path is not None:
+        write_json(timings_path, timings)
+    write_json(metrics_path, results)
 
 
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:

@@ -159,9 +159,38 @@ def zoomed_pairs(images: np.ndarray, masks: np.ndarray, lesions: np.ndarray, cfg
     return crop(images[src], w), crop(masks[src], w, nearest=True), src
 
 
+def lesion_free_windows(masks: np.ndarray, share: float, rng: np.random.Generator,
+                        side_range: tuple[float, float] = (0.4, 0.75), tries: int = 20) -> tuple[np.ndarray, list[int]]:
+    """About `share` × N square windows (side a share `side_range` of the frame side; frames
+    visited in a seeded order, at most one window each per round) that touch no annotated pixel
+    (any class >= 1, grown by 2 px): real tissue known to be lesion-free, which a data set of lesion
+    frames otherwise never shows. -> windows (K, 3), source frame of each."""
+    from scipy import ndimage
+
+    wins, src = [], []
+    n, h, w = masks.shape
+    want = int(round(share * n))
+    integrals: dict[int, np.ndarray] = {}
+    order = rng.permutation(n) if n else np.zeros(0, np.int64)
+    for k in range(want * tries if n else 0):
+        if len(wins) == want:
+            break
+        i = int(order[k % n])
+        if i not in integrals:  # O(1) "any annotation inside the box" from a summed-area table
+            taken = ndimage.binary_dilation(masks[i] > 0, iterations=2)
+            integrals[i] = np.pad(taken.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        t = integrals[i]
+        s = int(round(rng.uniform(*side_range) * min(h, w)))
+        y, x = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+        if t[y + s, x + s] - t[y, x + s] - t[y + s, x] + t[y, x] == 0:
+            wins.append((y, x, s))
+            src.append(i)
+    return windows_array(wins), src
+
+
 def windows_array(rows: list[tuple[int, int, int]]) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
 
 
-__all__ = ["NOT_ZOOMED", "ZoomConfig", "box_of", "crop", "paste", "square_window", "training_windows", "wants_zoom",
+__all__ = ["NOT_ZOOMED", "ZoomConfig", "box_of", "crop", "lesion_free_windows", "paste", "square_window", "training_windows", "wants_zoom",
            "window_for", "windows_array", "zoomed_pairs"]

@@ -41,7 +41,8 @@ SEEDS = list(range(BATCH))
 
 
 def test_vae_encode(benchmark, models):
-    from diffaug.generator.models import encode_latents, to_model_space
+    from diffaug.imaging import to_model_space
+    from diffaug.latents import encode_latents
 
     gen, _, _, images, _ = models
     x = to_model_space(images)
@@ -51,7 +52,7 @@ def test_vae_encode(benchmark, models):
 
 
 def test_vae_decode(benchmark, models):
-    from diffaug.generator.models import decode_latents
+    from diffaug.latents import decode_latents
 
     gen = models[0]
     z = torch.randn(BATCH, 4, SIZE // 2, SIZE // 2)

@@ -1,7 +1,7 @@
 """The benchmark stage's measurements, on the pipeline's own trained artefacts.
 
 Every figure is produced by the other stages' public code paths (no re-implementation here):
-- VAE encode / decode: `generator.models.encode_latents` / `decode_latents` on the generator's VAE.
+- VAE encode / decode: `diffaug.latents.encode_latents` / `decode_latents` on the generator's VAE.
 - generate: diffaug's `generator.sampling.InpaintSampler` vs diffusers' stock
   `StableDiffusionInpaintPipeline` built by `generator.sampling.stock_pipeline` from the SAME VAE,
   UNet, scheduler, prompt embeddings, steps, guidance and batch (`run_stock`).
@@ -69,7 +69,8 @@ def _record(out: dict[str, Any], prefix: str, m: Measurement, rate_name: str = "
 
 def bench_vae(vae: Any, images: np.ndarray, cfg: BenchmarkConfig, rt: Runtime, out: dict[str, Any]) -> None:
     """VAE encode (eq. 1) and decode throughput on one batch of real frames."""
-    from diffaug.generator.models import decode_latents, encode_latents, to_model_space
+    from diffaug.imaging import to_model_space
+    from diffaug.latents import decode_latents, encode_latents
 
     x = to_model_space(images, rt.device, rt.dtype)
     z = encode_latents(vae, x)

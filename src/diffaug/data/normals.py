@@ -44,12 +44,20 @@ def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
     return np.stack(up, axis=-1)[:h, :w]
 
 
+def lesion_hole(lesion: np.ndarray) -> np.ndarray:
+    """The region a removal refills: the lesion (bool (H, W)) dilated by a fifth of its radius (at
+    least 2 px), so its shaded rim and the annotation's loose edge go too. Shared with the
+    generator's removal (`diffaug.generator.normals`), so both methods refill the same pixels."""
+    radius = np.sqrt(lesion.sum() / np.pi)
+    return ndimage.binary_dilation(lesion, iterations=max(2, round(0.2 * radius)))
+
+
 def remove_lesion(image: np.ndarray, lesion: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Fill `lesion` (bool (H, W)) of an RGB uint8 image with the surrounding tissue."""
     if not lesion.any():
         return image.copy()
     radius = np.sqrt(lesion.sum() / np.pi)
-    hole = ndimage.binary_dilation(lesion, iterations=max(2, round(0.2 * radius)))
+    hole = lesion_hole(lesion)
     known = (~hole).astype(np.float32)
     img = image.astype(np.float32)
     filled = img.copy()  # outside the hole the feathered blend must see the original pixels

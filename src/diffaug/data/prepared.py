@@ -10,7 +10,7 @@ Layout (docs/architecture.md, "Prepared data"):
   manifest.csv          id, split, source, family, lesion_area_frac, size_class, contrast, flat, cdr,
                         group (what a split keeps together: the video sequence, else the id)
   fingerprint.json      family, classes, sizes, counts, statistics, automatic fixes
-  preview.png           frames with mask contours
+  preview.png           titled, labelled sections: train frames with mask contours, normals, mask bank
 """
 
 from __future__ import annotations
@@ -227,8 +227,12 @@ def write_prepared(data: Dataset, out_dir: str | Path, *, image_size: int, small
     write_json(out_dir / "fingerprint.json", fingerprint)
 
     show = min(preview_count, len(data.train))
+    counts = fingerprint["counts"]
+    title = (f"prepare: {data.source} ({data.family}), {counts['train']} train / {counts['test']} test / "
+             f"{counts['normals']} normals / {counts['mask_bank']} mask-bank shapes; first {show} train frames shown")
     save_preview(out_dir / "preview.png", data.train.images[:show], data.train.masks[:show],
-                 data.normals.images, data.normals.masks)
+                 data.normals.images, data.normals.masks, bank=bank, title=title,
+                 class_names=CLASS_NAMES[data.family])
     return _metrics(fingerprint, rows)
 
 

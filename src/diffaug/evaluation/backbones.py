@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from diffaug.errors import InputError
+from diffaug.imaging import pixels_to_signed
 
 # lpips net name -> torchvision constructor name of the backbone whose `.features` lpips slices.
 _LPIPS_BACKBONES = {"alex": "alexnet", "vgg": "vgg16", "squeeze": "squeezenet1_1"}
@@ -62,11 +63,14 @@ def load_lpips(net: str, weights: str | Path, device: torch.device | str = "cpu"
 
 
 class InceptionPool(nn.Module):
-    """torchvision Inception-v3 up to its 2048-d average pool: the features FID compares.
+    """torchvision Inception-v3 up to its 2048-d average pool: the features FID compares; the
+    feature extractor of torchmetrics' `FrechetInceptionDistance` (synthetic.py).
 
     Takes uint8 (N, 3, H, W) images, resizes to `image_size`
     and scales to [-1, 1], the input range of the original (Google) Inception weights that
-    torchvision's IMAGENET1K_V1 reproduces with `transform_input`."""
+    torchvision's IMAGENET1K_V1 reproduces with `transform_input`. Returns float32 (N, 2048).
+    Always in eval mode: BatchNorm must use the pretrained statistics, even when the metric
+    holding it is switched to train()."""
 
     num_features = 2048  # read by torchmetrics instead of probing with a dummy image
 
@@ -86,9 +90,12 @@ class InceptionPool(nn.Module):
         self.net = net.eval()
         self.image_size = image_size
 
+    def train(self, mode: bool = True) -> InceptionPool:
+        return super().train(False)
+
     @torch.no_grad()
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
-        x = imgs.float() / 127.5 - 1.0
+        x = pixels_to_signed(imgs)
         x = nn.functional.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         return self.net(x)
 

@@ -8,6 +8,28 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from diffaug.config import Section
+from diffaug.training.config import OptimConfig
+
+
+class C2STConfig(OptimConfig):
+    """Classifier two-sample test: a small CNN told to separate real from synthetic lesion crops;
+    its held-out ROC AUC is a realism score that needs no pretrained weights (docs/evaluation.md).
+    The optimisation keys are the trainer's (`OptimConfig`), with defaults for this tiny network."""
+
+    enabled: bool = True  # false = skip the test (c2st_* null with the reason)
+    folds: int = Field(5, ge=2, le=20)  # stratified cross-validation folds; each set needs at least this many crops
+    crop_size: int = Field(32, ge=16, le=128)  # crops resized to this side for the CNN (three 2x poolings)
+    width: int = Field(8, ge=4, le=128)  # channels of the first conv block (doubled twice)
+    max_per_class: int = Field(256, ge=2)  # at most this many real and synthetic crops each (seeded); bounds the cost
+    steps: int = Field(100, ge=1)  # optimiser steps per fold
+    batch_size: int = Field(32, ge=2)  # crops per step (BatchNorm needs at least 2)
+    lr: float = Field(2e-3, gt=0)  # peak AdamW learning rate (cosine to min_lr_ratio x lr)
+
+    @model_validator(mode="after")
+    def _enough_per_fold(self) -> C2STConfig:
+        if self.max_per_class < self.folds:
+            raise ValueError(f"max_per_class ({self.max_per_class}) must be >= folds ({self.folds}): every fold needs a crop")
+        return self
 
 
 class SyntheticQualityConfig(Section):
@@ -26,6 +48,8 @@ class SyntheticQualityConfig(Section):
     # null = FID reported unavailable. Features: the 2048-d pool layer, as the standard FID.
     fid_weights: str | None = None
     fid_image_size: int = Field(299, ge=75, le=512)  # crops resized to this for Inception (standard FID: 299)
+    # realism without pretrained weights: classifier two-sample test, real vs synthetic crops (held-out ROC AUC)
+    c2st: C2STConfig = C2STConfig()
 
 
 class EvaluateConfig(Section):

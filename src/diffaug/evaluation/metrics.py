@@ -4,7 +4,8 @@ Computed per test image from MONAI's metric functions (not hand-rolled), then av
 images, as the field reports them. Conventions for degenerate images, chosen so that nothing
 divides by zero:
 - Dice / IoU with an empty ground truth: 1 when the prediction is empty too, else 0 (MONAI
-  `ignore_empty=False`): a correct "nothing here" is a perfect segmentation.
+  `ignore_empty=False`): a correct "nothing here" is a perfect segmentation. The rule lives in
+  `diffaug.overlap`, shared with the validator and the segmenter's validation Dice.
 - sensitivity / FNR with an empty ground truth, specificity with no background pixels:
   undefined (NaN per image); the averages skip them and say how many were skipped; when every
   image is undefined the average is null with a reason (see `aggregate.py`).
@@ -17,9 +18,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from monai.metrics import compute_confusion_matrix_metric, compute_dice, compute_iou, get_confusion_matrix
+from monai.metrics import compute_confusion_matrix_metric, get_confusion_matrix
 
 from diffaug.errors import InputError
+from diffaug.overlap import overlap_per_class
 
 METRICS = ("dice", "iou", "sensitivity", "fnr", "specificity")
 # MONAI's names for the confusion-matrix metrics (monai.metrics.compute_confusion_matrix_metric).
@@ -55,15 +57,11 @@ def check_masks(pred: np.ndarray, gt: np.ndarray, num_classes: int, what: str = 
 def per_class_metrics(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
     """Each metric as an (N, C-1) float array over foreground classes; NaN where undefined."""
     check_masks(pred, gt, num_classes)
-    y_pred, y = _one_hot(pred, num_classes), _one_hot(gt, num_classes)
-    out = {
-        "dice": compute_dice(y_pred, y, include_background=False, ignore_empty=False),
-        "iou": compute_iou(y_pred, y, include_background=False, ignore_empty=False),
-    }
-    cm = get_confusion_matrix(y_pred, y, include_background=False)  # (N, C-1, 4): tp, fp, tn, fn
-    for key, monai_name in _CM_NAMES.items():
-        out[key] = compute_confusion_matrix_metric(monai_name, cm)
-    return {k: v.double().numpy().reshape(len(pred), num_classes - 1) for k, v in out.items()}
+    out = {key: overlap_per_class(pred, gt, num_classes, key) for key in ("dice", "iou")}
+    cm = get_confusion_matrix(_one_hot(pred, num_classes), _one_hot(gt, num_classes), include_background=False)
+    for key, monai_name in _CM_NAMES.items():  # cm (N, C-1, 4): tp, fp, tn, fn
+        out[key] = compute_confusion_matrix_metric(monai_name, cm).double().numpy().reshape(len(pred), num_classes - 1)
+    return out
 
 
 def per_image_table(

@@ -3,6 +3,7 @@ one evaluation, in one Markdown file next to its PNGs (data/evaluate/)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from diffaug.evaluation.lesions import LESION_CLASSES
@@ -34,6 +35,15 @@ def _fnr(block: dict[str, Any], name: str) -> str:
         return "n/a"
     v = block.get(f"fnr_{name}")
     return f"{_num(v)} (n={n})" + (" *" if f"fnr_{name}_status" in block and v is not None else "")
+
+
+def _c2st(syn: dict[str, Any], name: str) -> str:
+    """AUC with n per class and the chance band: under "indistinguishable" the AUC of n vs n
+    independent scores has sd sqrt((2n + 1) / (12 n^2)) (Mann-Whitney U / n^2); ± 2 sd shown."""
+    auc, n = syn.get(f"c2st_auc_{name}"), syn.get(f"c2st_n_{name}")
+    if auc is None or not n:
+        return "—"
+    return f"{auc:.3f} (n={n}; chance 0.5 ± {2 * math.sqrt((2 * n + 1) / (12 * n * n)):.2f})"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -124,14 +134,19 @@ def render_report(metrics: dict[str, Any], groups: dict[str, dict[str, Any]], pi
             lines.append(str(syn.get("status")))
         else:
             lines += _table(
-                ["set", "samples", "validation IoU", "LPIPS vs real", "FID vs real"],
-                [["accepted", _num(syn.get("n_accepted")), _num(syn.get("iou_accepted")), _num(syn.get("lpips_accepted")), _num(syn.get("fid_accepted"), 1)],
+                ["set", "samples", "validation IoU", "LPIPS vs real", "FID vs real", "C2ST AUC vs real"],
+                [["accepted", _num(syn.get("n_accepted")), _num(syn.get("iou_accepted")), _num(syn.get("lpips_accepted")),
+                  _num(syn.get("fid_accepted"), 1), _c2st(syn, "accepted")],
                  ["rejected", _num((syn.get("n_generated") or 0) - (syn.get("n_accepted") or 0)), _num(syn.get("iou_rejected")),
-                  _num(syn.get("lpips_rejected")), _num(syn.get("fid_rejected"), 1)]],
+                  _num(syn.get("lpips_rejected")), _num(syn.get("fid_rejected"), 1), _c2st(syn, "rejected")]],
             )
             lines += ["", f"Acceptance rate {_num(syn.get('acceptance_rate'))}; accepted variants per background "
                       f"{_num(syn.get('accepted_per_background'), 2)} over {syn.get('n_backgrounds')} backgrounds. "
-                      f"LPIPS: {syn.get('lpips_status')}. FID: {syn.get('fid_status')}."]
+                      f"LPIPS: {syn.get('lpips_status')}. FID: {syn.get('fid_status')}. "
+                      "C2ST AUC: held-out ROC AUC of a small CNN trained to tell the set's lesion crops from real "
+                      "test-split ones (n = crops per class); 0.5 = it cannot tell them apart, 1 = trivially apart, "
+                      "lower is more realistic, and a value inside the chance band is no evidence of a difference: "
+                      f"{syn.get('c2st_status')}."]
     if pictures.get("training"):
         lines += ["", "## Training curves", "", f"![training loss]({pictures['training']})"]
     if pictures.get("overlays"):

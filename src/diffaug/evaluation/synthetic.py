@@ -6,7 +6,9 @@
 - LPIPS: each synthetic lesion crop against `lpips_pairs` seeded real lesion crops (mean
   distance; lower = perceptually closer to real lesions);
 - FID: Fréchet distance of Inception-v3 pool features (2048-d, torchvision weights from a local
-  file), synthetic crops vs real crops; computed exactly in the low-rank form (`frechet_distance`).
+  file), synthetic crops vs real crops, through torchmetrics' `FrechetInceptionDistance`;
+- C2ST AUC: held-out ROC AUC of a small CNN trained to tell synthetic from real crops
+  (`diffaug.evaluation.c2st`; 0.5 = indistinguishable, 1 = trivially apart); no weights needed.
 Crops: a square box around the lesion of the intended mask (synthetic) or of the ground truth
 (real lesions of the *test* split, which the generator never saw), grown by `crop_margin`,
 resized to `crop_size`. FID on a few hundred crops is biased upwards (it shrinks with sample
@@ -21,9 +23,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torchmetrics.image.fid import FrechetInceptionDistance
 
 from diffaug.evaluation.backbones import load_inception, load_lpips
-from diffaug.evaluation.config import SyntheticQualityConfig
+from diffaug.evaluation.c2st import two_sample_test
+from diffaug.evaluation.config import C2STConfig, SyntheticQualityConfig
+from diffaug.imaging import to_model_space
 from diffaug.io import load_npz
 
 SETS = ("accepted", "rejected")
@@ -59,7 +64,7 @@ def _subsample(crops: np.ndarray, limit: int, rng: np.random.Generator) -> np.nd
 
 
 def _to_lpips_input(crops: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # lpips expects [-1, 1]
+    return to_model_space(crops)  # lpips expects [-1, 1]
 
 
 @torch.no_grad()
@@ -72,31 +77,57 @@ def lpips_to_real(model: torch.nn.Module, synth: np.ndarray, real: np.ndarray, p
     return float(torch.cat(dists).mean())
 
 
-def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
-    """FID between two feature sets (n, d): |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^1/2).
+def real_fid(extractor: torch.nn.Module, real: np.ndarray) -> FrechetInceptionDistance:
+    """torchmetrics FID holding the features of the real crops uint8 (N, S, S, 3).
 
-    With n << d (a few hundred crops, d = 2048) both covariances are low rank, S = X X^T with X
-    the centred features / sqrt(n - 1); the non-zero eigenvalues of S_a S_b equal those of the
-    small symmetric PSD matrix X_a^T S_b X_a, so tr (S_a S_b)^1/2 = sum sqrt(eig) exactly, at
-    O(n^2 d) instead of a 2048 x 2048 matrix square root (minutes on a laptop CPU)."""
-    a = np.asarray(feats_a, np.float64)
-    b = np.asarray(feats_b, np.float64)
-    if len(a) > len(b):
-        a, b = b, a
-    xa = (a - a.mean(0)) / np.sqrt(len(a) - 1)
-    xb = (b - b.mean(0)) / np.sqrt(len(b) - 1)
-    cross = xa @ xb.T  # (n_a, n_b)
-    small = cross @ cross.T  # X_a^T S_b X_a, (n_a, n_a)
-    eig = np.clip(np.linalg.eigvalsh((small + small.T) / 2), 0.0, None)
-    trace_cov = float((xa**2).sum() + (xb**2).sum())
-    mean_term = float(((a.mean(0) - b.mean(0)) ** 2).sum())
-    return max(mean_term + trace_cov - 2.0 * float(np.sqrt(eig).sum()), 0.0)
+    The extractor takes uint8 (B, 3, S, S) images itself (`InceptionPool` resizes and scales
+    them), so `normalize` stays False: torchmetrics then passes the images through unchanged.
+    `reset_real_features=False` keeps the real statistics across `reset()`, so each synthetic
+    set is scored against the same real features, extracted once."""
+    metric = FrechetInceptionDistance(feature=extractor, reset_real_features=False, normalize=False)
+    _update(metric, real, real=True)
+    return metric
+
+
+def fid_to_real(metric: FrechetInceptionDistance, synth: np.ndarray) -> float:
+    """FID of the synthetic crops uint8 (N, S, S, 3) against the real ones `metric` holds."""
+    metric.reset()  # drops the previous synthetic set only (reset_real_features=False)
+    _update(metric, synth, real=False)
+    # rounding in the eigenvalues can leave near-identical sets a hair below 0
+    return max(float(metric.compute()), 0.0)
 
 
 @torch.no_grad()
-def inception_features(extractor: torch.nn.Module, crops: np.ndarray) -> np.ndarray:
-    t = torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous()
-    return torch.cat([extractor(t[i : i + 32]) for i in range(0, len(t), 32)]).double().numpy()
+def _update(metric: FrechetInceptionDistance, crops: np.ndarray, real: bool) -> None:
+    t = torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous()  # uint8 (N, 3, S, S)
+    for i in range(0, len(t), 32):
+        metric.update(t[i : i + 32], real=real)
+
+
+def realism(real: np.ndarray, crops: dict[str, np.ndarray], cfg: C2STConfig, seed: int) -> dict[str, Any]:
+    """C2ST AUC of each synthetic set against the real crops; null plus `c2st_status` when a set
+    has fewer crops than folds (the library function raises on that instead)."""
+    out: dict[str, Any] = {}
+    for name in SETS:
+        out[f"c2st_auc_{name}"] = None
+        out[f"c2st_n_{name}"] = 0
+    if not cfg.enabled:
+        out["c2st_status"] = "disabled: evaluate.synthetic.c2st.enabled is false"
+        return out
+    need = f"need at least {cfg.folds} (evaluate.synthetic.c2st.folds)"
+    if len(real) < cfg.folds:
+        out["c2st_status"] = f"undefined: {len(real)} real lesion crop(s) in the test split; {need}"
+        return out
+    notes = []
+    for name in SETS:
+        if len(crops[name]) < cfg.folds:
+            notes.append(f"{name}: {len(crops[name])} crop(s)")
+            continue
+        result = two_sample_test(real, crops[name], cfg, seed)
+        out[f"c2st_auc_{name}"] = result.auc
+        out[f"c2st_n_{name}"] = result.n_per_class
+    out["c2st_status"] = "ok" if not notes else f"partial: too few crops ({'; '.join(notes)}); {need}"
+    return out
 
 
 def _gate_stats(frames: dict[str, pd.DataFrame | None]) -> dict[str, Any]:
@@ -144,8 +175,8 @@ def synthetic_quality(
         arrays[name] = load_npz(npz) if npz.is_file() else None
     if all(v is None for v in arrays.values()):
         reason = f"unavailable: no gate output in {gated_dir} (run the gate stage)"
-        out.update({k: None for k in ("n_generated", "acceptance_rate", "lpips_accepted", "fid_accepted")})
-        out.update({"status": reason, "lpips_status": reason, "fid_status": reason})
+        out.update({k: None for k in ("n_generated", "acceptance_rate", "lpips_accepted", "fid_accepted", "c2st_auc_accepted")})
+        out.update({"status": reason, "lpips_status": reason, "fid_status": reason, "c2st_status": reason})
         return out
     out.update(_gate_stats(frames))
     out["status"] = "ok"
@@ -172,17 +203,20 @@ def synthetic_quality(
         if len(real) < 2:
             out[f"{metric}_status"] = f"undefined: {len(real)} real lesion crop(s) in the test split; need at least 2"
             continue
-        model = load_lpips(cfg.lpips_net, weights) if metric == "lpips" else load_inception(weights, cfg.fid_image_size)
+        if metric == "lpips":
+            model = load_lpips(cfg.lpips_net, weights)
+        else:
+            fid = real_fid(load_inception(weights, cfg.fid_image_size), real)
         notes = []
-        real_feats = inception_features(model, real) if metric == "fid" else None
         for name in SETS:
             if len(crops[name]) < 2:
                 notes.append(f"{name}: {len(crops[name])} crop(s)")
                 continue
-            sub_rng = np.random.default_rng([seed, SETS.index(name)])
             if metric == "lpips":
+                sub_rng = np.random.default_rng([seed, SETS.index(name)])
                 out[f"lpips_{name}"] = lpips_to_real(model, crops[name], real, cfg.lpips_pairs, sub_rng)
             else:
-                out[f"fid_{name}"] = frechet_distance(inception_features(model, crops[name]), real_feats)
+                out[f"fid_{name}"] = fid_to_real(fid, crops[name])
         out[f"{metric}_status"] = "ok" if not notes else "partial: too few crops (" + "; ".join(notes) + ")"
+    out.update(realism(real, crops, cfg.c2st, seed))
     return out

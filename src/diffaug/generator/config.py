@@ -226,6 +226,20 @@ class PlacementConfig(Section):
         return v
 
 
+class NormalsConfig(Section):
+    """How the lesion-free backgrounds are made (`generate.normals`; diffaug.generator.normals)."""
+
+    # classical: keep prepare's fill; generator: repaint the hole of each classically filled
+    # background (prepare's `inpainted:` normals) with the generator (on CVC the tiny generator
+    # paints lesion-like blobs there: docs/backgrounds.md). Lesion-free frames stay as they are.
+    method: Literal["generator", "classical"] = "classical"
+    prompt: str = ""  # caption of the removal; "" = the family's generic (phase-b) caption
+    # > 1: classifier-free guidance away from the empty prompt, which phase (c)'s conditioning
+    # dropout ties to lesion masks; 1 = the caption's branch alone
+    guidance_scale: float = Field(1.0, ge=1)
+    preview: int = Field(6, ge=1)  # rows of backgrounds.png (frame | classical fill | used background)
+
+
 class GenerateConfig(Section):
     """`generate`: paint lesions onto every normal background.
 
@@ -249,6 +263,7 @@ class GenerateConfig(Section):
     # small lesions painted (and checked by the gate) in a zoomed context window (diffaug.zoom);
     # finetune_generator and train_validator read it too, so they learn that scale
     zoom: ZoomConfig = ZoomConfig()
+    normals: NormalsConfig = NormalsConfig()
     compare_stock: bool = True  # time diffusers' StableDiffusionInpaintPipeline side by side (metrics ratio)
     stock_backgrounds: int = Field(4, ge=1)  # backgrounds used for that comparison (kept small: it costs time)
     preview_samples: int = Field(8, ge=1)  # rows of the preview grid (background | mask | result)

@@ -1,6 +1,6 @@
 """The `finetune_generator` stage as one library call: read prepared data, train (resuming from
-the last checkpoint), write the generator folder, the dvclive curves and the metrics, each
-atomically (a failure leaves no partial output)."""
+the last checkpoint), write the generator folder, the dvclive curves, the metrics and the
+timings, each atomically (a failure leaves no partial output)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ from diffaug.generator.config import FinetuneGeneratorConfig
 from diffaug.generator.models import save_generator
 from diffaug.generator.train import finetune_generator
 from diffaug.generator.train_data import load_train_data
-from diffaug.io import atomic_dir, write_json
+from diffaug.io import atomic_dir, write_metrics
 from diffaug.runtime import resolve_runtime
+
+# keys of the training metrics that go to the timings file (metrics/timings/finetune_generator.json)
+TIMING_KEYS = ("seconds",)
 
 
 def run_finetune_generator(
@@ -26,13 +29,15 @@ def run_finetune_generator(
     metrics_path: str | Path,
     stop_after: int | None = None,
     zoom: Any = None,
+    timings_path: str | Path | None = None,
 ) -> dict[str, Any] | None:
-    """Train and write `out_dir` (generator folder), `live_dir`, `metrics_path`.
+    """Train and write `out_dir` (generator folder), `live_dir`, `metrics_path` (results) and
+    `timings_path` (the `TIMING_KEYS`; None: not written).
 
     The curves of every phase, those before a resume included (they travel in the checkpoints),
-    are written to `live_dir` at the end. Returns the metrics, or None when `stop_after` stopped
-    the run early (nothing but the checkpoints is written then). `zoom` (generate.zoom) adds zoomed
-    windows around the lesions to phase (c).
+    are written to `live_dir` at the end. Returns the metrics and timings in one dict, or None
+    when `stop_after` stopped the run early (nothing but the checkpoints is written then). `zoom`
+    (generate.zoom) adds zoomed windows around the lesions to phase (c).
     """
     runtime = resolve_runtime(base)
     data = load_train_data(prepared_dir, cfg, zoom, base.seed)
@@ -55,5 +60,5 @@ def run_finetune_generator(
     )
     with atomic_dir(out_dir) as tmp:
         save_generator(gen, tmp)
-    write_json(metrics_path, result.metrics)
+    write_metrics(metrics_path, timings_path, result.metrics, TIMING_KEYS)
     return result.metrics

@@ -32,6 +32,7 @@ import pandas as pd
 from diffaug.errors import InputError
 from diffaug.generator.compositing import composite
 from diffaug.generator.config import GenerateConfig, PromptBanks
+from diffaug.generator.normals import Backgrounds, check_can_remove, remove_with_generator, removable
 from diffaug.generator.placement import place_lesion
 from diffaug.generator.prompts import caption_for, negative_prompt
 from diffaug.zoom import crop, paste, window_for, windows_array
@@ -39,6 +40,7 @@ from diffaug.zoom import crop, paste, window_for, windows_array
 MANIFEST_COLUMNS = [
     "sample_id", "background_id", "prompt", "negative_prompt", "mask_id", "transform", "seed", "steps",
     "guidance_scale", "scheduler", "variant", "lesion_area_frac", "size_class", "window_y", "window_x", "window_side",
+    "background_method",
 ]
 
 
@@ -59,6 +61,8 @@ class GenerateInputs:
     bank_table: pd.DataFrame  # mask_bank.csv rows, aligned with bank
     source_stats: dict[str, dict[str, Any]]  # manifest row (flat, contrast, ...) per train id
     small_area_frac: float
+    backgrounds: Backgrounds  # how each normal was made; `normals` = backgrounds.images once chosen
+    prepared_normals: np.ndarray  # (M, H, W, 3) prepare's normals (the classical fill), for the preview
 
 
 def load_inputs(prepared_dir: str | Path) -> GenerateInputs:
@@ -75,11 +79,32 @@ def load_inputs(prepared_dir: str | Path) -> GenerateInputs:
     if normals.images.shape[1:3] != bank.masks.shape[1:3]:
         raise InputError(f"{prepared_dir}: normals and mask bank differ in size; re-run prepare")
     stats = {str(r["id"]): dict(r) for r in train.table.to_dict("records")}
+    sources = normals.table["source"].astype(str).tolist() if "source" in normals.table.columns else [""] * len(normals)
+    bg = removable(normals.ids, sources, train.ids, train.images, train.masks, normals.images)
     return GenerateInputs(
         family=str(fp["family"]), normals=normals.images, normal_masks=normals.masks,
         normal_ids=normals.ids.astype(str), bank=bank.masks, bank_table=bank.table, source_stats=stats,
-        small_area_frac=float(fp.get("small_area_frac", 0.05)),
+        small_area_frac=float(fp.get("small_area_frac", 0.05)), backgrounds=bg, prepared_normals=normals.images,
     )
+
+
+def choose_backgrounds(gen: Any, inputs: GenerateInputs, cfg: GenerateConfig, banks: PromptBanks, base_seed: int,
+                       device: Any, dtype: Any, where: str) -> None:
+    """Set `inputs.normals` to the backgrounds of `generate.normals.method` (generator: repaint the
+    classically filled holes; every process computes all of them, identically)."""
+    from diffaug.generator.prompts import generic_prompt
+    from diffaug.generator.sampling import InpaintSampler
+
+    bg = inputs.backgrounds
+    if cfg.normals.method == "generator" and (bg.methods == "classical").any():
+        check_can_remove(gen.meta, where)
+        bank = banks.for_family(inputs.family)
+        sampler = InpaintSampler(gen, cfg.scheduler, cfg.steps, cfg.normals.guidance_scale, "",
+                                 use_cfg=cfg.normals.guidance_scale > 1, device=device, dtype=dtype, trace=cfg.trace_unet)
+        bg = remove_with_generator(sampler, bg, cfg.normals.prompt or generic_prompt(bank), cfg.zoom, cfg.batch_size,
+                                   cfg.feather_sigma, cfg.feather_dilate, base_seed, n_backgrounds(inputs, cfg))
+    inputs.backgrounds = bg
+    inputs.normals = bg.images
 
 
 @dataclass
@@ -122,6 +147,7 @@ def plan_background(inputs: GenerateInputs, i: int, cfg: GenerateConfig, banks: 
             "steps": cfg.steps, "guidance_scale": cfg.guidance_scale if cfg.text_guidance else 1.0,
             "scheduler": cfg.scheduler, "variant": v, "lesion_area_frac": round(area, 6), "size_class": size_class,
             "window_y": wy, "window_x": wx, "window_side": ws,
+            "background_method": str(inputs.backgrounds.methods[i]),
         }
         specs.append(SampleSpec(i * cfg.variants + v, i, v, p.lesion, p.intended, row))
     return specs
@@ -230,12 +256,18 @@ def merge_shards(shards: list[Shard]) -> Shard:
 
 
 def write_outputs(merged: Shard, inputs: GenerateInputs, out_dir: Path, cfg: GenerateConfig) -> None:
-    """samples.npz, manifest.csv, preview.png into `out_dir` (call inside atomic_dir)."""
-    from diffaug.generator.preview import save_generate_preview
+    """samples.npz, manifest.csv, preview.png, backgrounds.npz and backgrounds.png into `out_dir`
+    (call inside atomic_dir)."""
+    from diffaug.generator.preview import save_backgrounds_preview, save_generate_preview
     from diffaug.io import save_npz
 
     ids = np.array([r["sample_id"] for r in merged.rows], dtype=str)
     save_npz(out_dir / "samples.npz", images=merged.images, masks=merged.masks, ids=ids)
+    bg, nb = inputs.backgrounds, n_backgrounds(inputs, cfg)
+    # the backgrounds the samples were painted on, for the gate's background check
+    save_npz(out_dir / "backgrounds.npz", images=bg.images[:nb], masks=inputs.normal_masks[:nb],
+             ids=inputs.normal_ids[:nb].astype(str), methods=bg.methods[:nb].astype(str))
+    save_backgrounds_preview(out_dir / "backgrounds.png", bg, inputs.prepared_normals, cfg.normals.preview)
     pd.DataFrame(merged.rows, columns=MANIFEST_COLUMNS).to_csv(out_dir / "manifest.csv", index=False)
     pos = {str(b): k for k, b in enumerate(inputs.normal_ids)}
     n = min(cfg.preview_samples, len(ids))
@@ -262,6 +294,9 @@ def summary_metrics(merged: Shard, inputs: GenerateInputs, cfg: GenerateConfig, 
         "lesion_area_frac_mean": float(np.mean(area)) if area else math.nan,
         "small_fraction": float(np.mean([r["size_class"] == "small" for r in merged.rows])) if n else math.nan,
         "zoomed_fraction": float(np.mean([int(r["window_side"]) > 0 for r in merged.rows])) if n else math.nan,
+        "normals_method": cfg.normals.method,
+        **{f"n_backgrounds_{m}": int((inputs.backgrounds.methods[: n_backgrounds(inputs, cfg)] == m).sum())
+           for m in ("generator", "classical", "as_is")},
         "seconds": round(seconds, 3),
         "samples_per_s": n / seconds if seconds > 0 else math.nan,
     }

@@ -28,6 +28,7 @@ from diffaug.generator.generate import (
     Shard,
     background_groups,
     batches,
+    choose_backgrounds,
     generate_shard,
     load_inputs,
     make_sampler,
@@ -37,7 +38,12 @@ from diffaug.generator.generate import (
     summary_metrics,
     write_outputs,
 )
-from diffaug.io import atomic_dir, write_json
+from diffaug.io import atomic_dir, write_metrics
+
+# metrics/timings/generate.json, kept out of the compared metrics (they change on every run)
+TIMING_KEYS = ("seconds", "samples_per_s", "backgrounds_seconds", "stage_seconds", "stage_samples_per_s", "stock_samples",
+               "stock_seconds", "stock_samples_per_s", "ours_seconds_same_batches", "ours_samples_per_s_same_batches",
+               "ratio_vs_stock", "device", "processes", "traced_unet")
 
 
 def _sync(device: Any) -> None:
@@ -109,13 +115,15 @@ def _check_generator(gen: Any, inputs: GenerateInputs, generator_dir: Path) -> N
 
 
 def run_generate(generator_dir: str | Path, prepared_dir: str | Path, out_dir: str | Path, metrics_path: str | Path,
-                 cfg: GenerateConfig, base: BaseConfig, banks: PromptBanks) -> dict[str, Any]:
-    """Run the stage; returns the metrics (empty dict on non-main processes)."""
+                 cfg: GenerateConfig, base: BaseConfig, banks: PromptBanks,
+                 timings_path: str | Path | None = None) -> dict[str, Any]:
+    """Run the stage; returns results and timings in one dict (empty on non-main processes)."""
     from accelerate import PartialState
 
     from diffaug.generator.models import load_generator
     from diffaug.runtime import resolve_runtime
 
+    t_stage = time.perf_counter()
     runtime = resolve_runtime(base)
     state = PartialState(cpu=runtime.device.type == "cpu")
     rank, world = state.process_index, state.num_processes
@@ -126,6 +134,9 @@ def run_generate(generator_dir: str | Path, prepared_dir: str | Path, out_dir: s
     gen = load_generator(generator_dir, device, runtime.dtype)
     _check_generator(gen, inputs, generator_dir)
     sampler = make_sampler(gen, cfg, banks, inputs.family, device, runtime.dtype)
+    t_bg = time.perf_counter()
+    choose_backgrounds(gen, inputs, cfg, banks, base.seed, device, runtime.dtype, str(generator_dir))
+    bg_seconds = time.perf_counter() - t_bg
 
     t0 = time.perf_counter()
     shard = generate_shard(gen, inputs, cfg, banks, base.seed, rank, world, sampler=sampler)
@@ -150,7 +161,11 @@ def run_generate(generator_dir: str | Path, prepared_dir: str | Path, out_dir: s
                     and any(v is not None for v in sampler._traced.values()))})
     if cfg.compare_stock and len(merged.index):
         metrics.update(compare_with_stock(gen, sampler, inputs, cfg, banks, base.seed))
+    metrics["backgrounds_seconds"] = round(bg_seconds, 3)
     with atomic_dir(out_dir) as tmp:
         write_outputs(merged, inputs, tmp, cfg)
-    write_json(metrics_path, metrics)
+    # the whole stage (loading, background removal, sampling, stock timing, writing) beside the sampler's own rate
+    stage = time.perf_counter() - t_stage
+    metrics.update({"stage_seconds": round(stage, 3), "stage_samples_per_s": len(merged.index) / stage if stage > 0 else math.nan})
+    write_metrics(metrics_path, timings_path, metrics, TIMING_KEYS)
     return metrics

@@ -6,9 +6,10 @@ Generator folder layout (docs/architecture.md): `vae/`, `unet/`, `scheduler/` wr
 diffusers `save_pretrained` (safetensors), `diffaug_generator.json` (backbone, text encoder spec,
 image size, family, prompt banks) and, for CLIP backbones, `text_encoder*/` + `tokenizer*/`.
 
-Latent helpers shared with `generate`: `to_model_space`, `encode_latents`, `decode_latents`,
-`latent_mask`, `masked_image`, `inpaint_input` — the UNet input of diffusers' inpainting
-pipelines is `cat([z_t, mask↓, z_masked])` along channels (4 + 1 + 4 = 9).
+Latent helpers shared with `generate`: `latent_mask`, `masked_image`, `inpaint_input` — the
+UNet input of diffusers' inpainting pipelines is `cat([z_t, mask↓, z_masked])` along channels
+(4 + 1 + 4 = 9). Pixels in [-1, 1] and the scaled VAE latents of eq. 1 are `diffaug.imaging`
+and `diffaug.latents`, shared with the validator and the segmenter.
 """
 
 from __future__ import annotations
@@ -253,28 +254,6 @@ def _load_part(cls: Any, folder: Path, dtype: torch.dtype) -> Any:
 
 
 # ---- latent helpers (shared by training and generation) -------------------------------------
-
-def to_model_space(images: Any, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 (N, H, W, 3) array/tensor -> float (N, 3, H, W) in [-1, 1] (the VAE's input range)."""
-    x = torch.as_tensor(images)
-    return (x.permute(0, 3, 1, 2).to(device=device, dtype=dtype) / 127.5) - 1.0
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """float (N, 3, H, W) in [-1, 1] -> uint8 (N, H, W, 3)."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
-
-
-def encode_latents(vae: Any, x: torch.Tensor, generator: torch.Generator | None = None, sample: bool = False) -> torch.Tensor:
-    """z = E(I) · scaling_factor (eq. 1); the posterior mode unless `sample`."""
-    dist = vae.encode(x).latent_dist
-    z = dist.sample(generator=generator) if sample else dist.mode()
-    return z * vae.config.scaling_factor
-
-
-def decode_latents(vae: Any, z: torch.Tensor) -> torch.Tensor:
-    return vae.decode(z / vae.config.scaling_factor).sample
-
 
 def latent_mask(mask: torch.Tensor, factor: int) -> torch.Tensor:
     """(N, 1, H, W) {0,1} -> (N, 1, H/f, W/f): a latent cell is 'inside' if any pixel is (max-pool),

@@ -1,5 +1,9 @@
-"""preview.png of `generate`: a header row, then one row per sample: background | mask | result |
-result + contour (+ the zoom window, yellow, of a sample painted zoomed)."""
+"""Pictures of `generate`.
+
+preview.png: a header row, then one row per sample: background | mask | result | result + contour
+(+ the zoom window, yellow, of a sample painted zoomed).
+backgrounds.png: one row per refilled background: the training frame with the removed region
+outlined | prepare's classical fill | the background the samples were painted on (with its method)."""
 
 from __future__ import annotations
 
@@ -59,4 +63,28 @@ def save_generate_preview(path: str | Path, backgrounds: np.ndarray, existing: n
     draw = ImageDraw.Draw(im)
     for c, text in enumerate(HEADERS):
         draw.text((gap + c * (t + gap) + 2, 2), text, fill=(230, 230, 230))
+    im.save(path)
+
+
+def save_backgrounds_preview(path: str | Path, bg, classical: np.ndarray, rows: int) -> None:
+    """Before/after of lesion removal for the first `rows` refilled backgrounds (all kinds when none
+    was refilled), 3 tiles per row under a header; each row's method is written on its last tile."""
+    refilled = np.flatnonzero(bg.methods != "as_is")
+    pick = (refilled if len(refilled) else np.arange(len(bg.methods)))[:rows]
+    n, size = len(pick), bg.images.shape[1]
+    scale = max(1, int(np.ceil(TILE / size)))
+    t, gap = size * scale, 2
+    grid = np.full((HEADER_PX + max(n, 1) * (t + gap) + gap, 3 * (t + gap) + gap, 3), 24, np.uint8)
+    up = lambda im: np.kron(im, np.ones((scale, scale, 1), np.uint8))  # noqa: E731
+    for r, i in enumerate(pick):
+        tiles = [draw_contours(bg.originals[i], bg.holes[i].astype(np.uint8), scale), up(classical[i]), up(bg.images[i])]
+        y = HEADER_PX + gap + r * (t + gap)
+        for c, tile in enumerate(tiles):
+            grid[y : y + t, gap + c * (t + gap) : gap + c * (t + gap) + t] = tile
+    im = Image.fromarray(grid)
+    draw = ImageDraw.Draw(im)
+    for c, text in enumerate(("frame + removed region", "classical fill", "background used")):
+        draw.text((gap + c * (t + gap) + 2, 2), text, fill=(230, 230, 230))
+    for r, i in enumerate(pick):
+        draw.text((gap + 2 * (t + gap) + 2, HEADER_PX + gap + r * (t + gap) + 2), str(bg.methods[i]), fill=(255, 220, 0))
     im.save(path)

@@ -27,14 +27,9 @@ import numpy as np
 import torch
 
 from diffaug.generator.fastpath import fast_unet
-from diffaug.generator.models import (
-    Generator,
-    decode_latents,
-    encode_latents,
-    latent_mask,
-    masked_image,
-    to_model_space,
-)
+from diffaug.generator.models import Generator, latent_mask, masked_image
+from diffaug.imaging import to_model_space
+from diffaug.latents import decode_latents, encode_latents
 
 SCHEDULERS = ("ddim", "dpmsolver++")
 

@@ -27,17 +27,11 @@ import numpy as np
 import torch
 
 from diffaug.generator.losses import PatchDiscriminator, hinge_d_loss, inpainting_loss, psnr, random_masks, vae_loss
-from diffaug.generator.models import (
-    Generator,
-    build_backbone,
-    encode_latents,
-    inpaint_input,
-    latent_mask,
-    masked_image,
-    to_model_space,
-)
+from diffaug.generator.models import Generator, build_backbone, inpaint_input, latent_mask, masked_image
 from diffaug.generator.prompts import caption_for, generic_prompt
 from diffaug.generator.train_parts import VAETrainStep, flip_fixed, flip_random
+from diffaug.imaging import to_model_space
+from diffaug.latents import encode_latents
 from diffaug.runtime import Runtime
 from diffaug.training.curves import Curves
 from diffaug.training.state import code_digest, run_fingerprint
@@ -48,7 +42,7 @@ PHASES = ("vae", "pretrain", "finetune")
 TRAINING_MODULES = tuple(
     f"diffaug.generator.{m}" for m in ("config", "models", "text", "prompts", "losses", "train", "train_parts",
                                       "train_data", "finetune")
-) + ("diffaug.data.prepared", "diffaug.data.stats", "diffaug.training.trainer")
+) + ("diffaug.imaging", "diffaug.latents", "diffaug.data.prepared", "diffaug.data.stats", "diffaug.training.trainer")
 
 
 @dataclass
@@ -230,6 +224,7 @@ def eval_psnr(vae: Any, frames: np.ndarray, device: torch.device, n: int = 32) -
     was_training = vae.training
     vae.eval()
     x = to_model_space(frames[:n], device)
+    # the VAE alone, D(E(x)), not diffaug.latents: s would cancel in D(E(x)·s / s) but add rounding
     rec = vae.decode(vae.encode(x).latent_dist.mode()).sample
     vae.train(was_training)
     return psnr(rec, x)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from diffaug.errors import InputError
+from diffaug.latents import encode_latents
 from diffaug.pretrained import public_config
 
 
@@ -97,7 +98,6 @@ class LatentSegmenterNet(nn.Module):
         self.net = ValidatorNet(**public_config(validator_config))
         self.net.codec.requires_grad_(False)
         self.noise_seed = int(noise_seed)
-        self.scaling_factor = float(self.vae.config.scaling_factor)
 
     def train(self, mode: bool = True) -> LatentSegmenterNet:
         super().train(mode)
@@ -107,8 +107,8 @@ class LatentSegmenterNet(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """z_a = E(x) * scaling_factor, the posterior mean (N, c, h, w); x in [-1, 1]."""
-        return self.vae.encode(x.to(self.vae.dtype)).latent_dist.mean * self.scaling_factor
+        """z_a = E(x) · scaling_factor (eq. 1, `diffaug.latents`), (N, c, h, w) in the VAE's dtype; x in [-1, 1]."""
+        return encode_latents(self.vae, x.to(self.vae.dtype))
 
     def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None, single_step_fraction: float = 0.5,
                 generator: torch.Generator | None = None, lambda_latent: float = 1.0, lambda_dice: float = 1.0):

@@ -6,15 +6,17 @@ from pathlib import Path
 from typing import Any
 
 from diffaug.config import BaseConfig
-from diffaug.io import atomic_dir, write_json
+from diffaug.io import atomic_dir, write_metrics
 from diffaug.segmenter.config import RATIO_VARIANTS, TrainSegmenterConfig, parse_run_spec, run_group
 from diffaug.segmenter.runs import run_name
 
 # flat numbers of the training summary that go into metrics/train_segmenter/<run>.json
-METRIC_KEYS = ("loss_first", "loss_last", "train_dice_last", "seconds", "steps", "n_real", "n_val", "n_extra",
+METRIC_KEYS = ("loss_first", "loss_last", "train_dice_last", "steps", "n_real", "n_val", "n_extra",
                "real_exposure", "extra_exposure_mean", "extra_weight_mean", "best_step", "val_dice_best",
                "resumed_from_step")
 SUPPLY_KEYS = ("synthetic_requested", "synthetic_used", "synthetic_shortfall")
+# and those that go into metrics/timings/train_segmenter/<run>.json
+TIMING_KEYS = ("seconds",)
 
 
 def synthetic_supply(variant: str, ratio: float, n_real: int, n_extra: int) -> dict[str, Any]:
@@ -33,9 +35,11 @@ def run_training(
     prepared_dir: str | Path, gated_dir: str | Path, out_dir: str | Path, metrics_path: str | Path,
     live_dir: str | Path | None = None, generator_dir: str | Path = "data/generator",
     validator_dir: str | Path = "data/validator", checkpoints: str | Path | None = None,
+    timings_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train run spec `spec` (e.g. `diffaug`, `diffaug-r3`) with `seed`; write out_dir (atomically)
-    and the metrics JSON. The dvclive curves go to `live_dir`, moved there only once training
+    """Train run spec `spec` (e.g. `diffaug`, `diffaug-r3`) with `seed`; write out_dir (atomically),
+    the metrics JSON (results) and `timings_path` (wall-clock seconds; None: not written). The
+    dvclive curves go to `live_dir`, moved there only once training
     has finished; `checkpoints` (a folder of this run's own) makes it resumable.
     `architecture: latent` also reads the generator's VAE
     (and U-Net, for `latent.init: scratch`) from generator_dir and the trained validator from
@@ -64,7 +68,8 @@ def run_training(
     }
     with atomic_dir(out_dir) as tmp:
         save_segmenter(tmp, result.segmenter.net, meta)
-    write_json(metrics_path, {"ratio": float(ratio)} | {k: result.summary[k] for k in METRIC_KEYS + SUPPLY_KEYS} | {"n_warnings": len(result.summary["warnings"])})
+    metrics = {"ratio": float(ratio)} | {k: result.summary[k] for k in METRIC_KEYS + SUPPLY_KEYS + TIMING_KEYS}
+    write_metrics(metrics_path, timings_path, metrics | {"n_warnings": len(result.summary["warnings"])}, TIMING_KEYS)
     return result.summary
 
 

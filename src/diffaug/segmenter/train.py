@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from diffaug.errors import InputError
+from diffaug.overlap import overlap_per_image
 from diffaug.runtime import Runtime
 from diffaug.segmenter.augment import augment_batch
 from diffaug.segmenter.config import RATIO_VARIANTS, VARIANTS, TrainSegmenterConfig
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 # the code a checkpoint depends on (a change to what it does starts training afresh)
 TRAINING_MODULES = tuple(f"diffaug.segmenter.{m}" for m in ("augment", "config", "copypaste", "latent", "mixing",
                                                             "models", "train")) + (
-    "diffaug.training.trainer", "diffaug.data.holdout")
+    "diffaug.latents", "diffaug.overlap", "diffaug.training.trainer", "diffaug.data.holdout")
 
 
 @dataclass
@@ -92,7 +93,10 @@ def per_sample_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: flo
 
 
 def hard_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Foreground Dice of the batch's argmax (a training-curve number, not the evaluation)."""
+    """Foreground Dice of the batch's argmax, all its pixels pooled and the foreground classes
+    merged: the `train/dice_real` curve, one cheap number per step on the device. Not the
+    per-image Dice of `diffaug.overlap` (validation, evaluation): MONAI's per-image loop would
+    add milliseconds to every training step for a number that only shows the trend."""
     pred = logits.argmax(1) > 0
     gt = target > 0
     denom = pred.sum() + gt.sum()
@@ -100,11 +104,8 @@ def hard_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def validation_dice(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> float:
-    """Mean per-image Dice over foreground classes, as `evaluate` scores the test split."""
-    from diffaug.evaluation.metrics import per_image_table
-
-    names = ["background", *[f"class{c}" for c in range(1, num_classes)]]
-    return float(per_image_table(pred, gt, np.arange(len(gt)), names)["dice"].mean())
+    """Mean per-image Dice over foreground classes (`diffaug.overlap`), as `evaluate` scores the test split."""
+    return float(overlap_per_image(pred, gt, num_classes).mean())
 
 
 def to_tensors(p: Pairs) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diffaug.latents import decode_latents, encode_latents
+
 
 def one_hot(masks: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(N, H, W) class indices -> (N, C+1, H, W) float one-hot, C = foreground classes."""
@@ -86,7 +88,6 @@ class VaeMaskCodec:
             raise ValueError("VAE mask codec packs at most 2 foreground classes into RGB")
         self.vae = vae
         self.num_classes = num_classes
-        self.scaling_factor = float(vae.config.scaling_factor)
         self.latent_channels = int(vae.config.latent_channels)
 
     def _to_rgb(self, masks: torch.Tensor) -> torch.Tensor:
@@ -95,11 +96,12 @@ class VaeMaskCodec:
         return torch.stack([region, second, region], dim=1) * 2 - 1  # [-1, 1] like images
 
     def encode(self, masks: torch.Tensor) -> torch.Tensor:
-        dist = self.vae.encode(self._to_rgb(masks).to(self.vae.dtype)).latent_dist
-        return dist.mean.float() * self.scaling_factor  # the mean: deterministic
+        """(N, H, W) class indices -> float32 (N, c, H/f, W/f) scaled latents, E(rgb) · s."""
+        return encode_latents(self.vae, self._to_rgb(masks).to(self.vae.dtype), torch.float32)
 
     def decode_probs(self, latents: torch.Tensor) -> torch.Tensor:
-        rgb = self.vae.decode((latents / self.scaling_factor).to(self.vae.dtype)).sample.float()
+        """(N, c, h, w) scaled latents -> (N, C+1, H, W) class probabilities read off D(z / s)."""
+        rgb = decode_latents(self.vae, latents, self.vae.dtype).float()
         p = ((rgb + 1) / 2).clamp(0, 1)  # (N, 3, H, W)
         region = (p[:, 0] + p[:, 2]) / 2
         if self.num_classes == 1:

@@ -24,6 +24,11 @@ class TrainValidatorConfig(OptimConfig):
     # copies of every training pair (and zoomed window) moved by train_segmenter's standard
     # augmentation (rotation, scale, translation, elastic, colour), encoded once into the latent cache
     augment_copies: int = Field(0, ge=0)
+    # lesion-free windows (real tissue away from every annotation, resized to the frame) with empty
+    # masks, this share of the training frames in number: without them the validator never sees a
+    # frame without a lesion and draws one everywhere, which blinds the gate's background check
+    # (diffaug.validator.backgrounds). 0 = none
+    negative_share: float = Field(0.0, ge=0, le=4)
 
     # --- mask latents (eq. 10; D of eq. 12) ---
     # "learned": a light conv autoencoder for masks, fitted first (masks are not tissue images);
@@ -110,3 +115,10 @@ class GateConfig(Section):
     batch_size: int = Field(32, ge=1)
     grid_samples: int = Field(6, ge=1)  # accepted and rejected samples shown in grid.png (each)
     histogram_bins: int = Field(20, ge=2)  # bins of iou.csv over [0, 1]
+    # Background check (diffaug.validator.backgrounds): a background in which the validator finds lesion
+    # pixels (outside the background's own annotation) on more than this share of the frame counts as
+    # still holding lesion tissue (gate.json: background_residual_fraction)...
+    background_max_lesion_frac: float = Field(0.01, ge=0, lt=1)
+    # ...and with `background_reject` the samples painted on it are rejected. Off: the tiny validator
+    # finds "lesion" in most lesion-free tissue too (docs/backgrounds.md).
+    background_reject: bool = False

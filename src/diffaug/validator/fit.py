@@ -27,6 +27,16 @@ from diffaug.validator.model import ValidatorNet
 from diffaug.validator.train import TrainInfo, train_network
 
 
+# keys of the metrics that go to the timings file (metrics/timings/train_validator.json): wall time
+# per phase and the speed comparison (`diffaug.validator.speed.speed_summary`)
+TIMING_KEYS = (
+    "seconds", "train_seconds", "seconds_codec", "seconds_cache", "seconds_loop",
+    "speed_batch", "speed_iterative_steps", "single_step_samples_per_s", "iterative_samples_per_s",
+    "speed_ratio", "speed_ratio_latent", "speed_ratio_of_medians", "speed_ratio_latent_of_medians", "speed_ratio_goal",
+    "speed_ms_encode", "speed_ms_condition", "speed_ms_denoise", "speed_ms_decode", "speed_condition_per_denoise",
+)
+
+
 @dataclass
 class ValidatorRun:
     net: ValidatorNet
@@ -73,8 +83,8 @@ def train_validator(train_images: np.ndarray, train_masks: np.ndarray, vae, cfg:
                     checkpoint_dir=None, curves: Curves | None = None, size_class: np.ndarray | None = None,
                     groups=None, stop_after: int | None = None, zoom=None) -> ValidatorRun:
     """Split (whole `groups`, e.g. video sequences, on one side), train (resumable), evaluate and
-    time; returns the network and flat metrics. `num_classes` counts background, as
-    fingerprint.json does (polyp 2, fundus 3); the network is built for the foreground classes
+    time; returns the network and flat metrics (results and the `TIMING_KEYS`). `num_classes`
+    counts background, as fingerprint.json does (polyp 2, fundus 3); the network is built for the foreground classes
     (`ValidatorNet.config.num_classes`). `size_class` (N,) labels of the frames (manifest.csv)
     split the held-out acceptance of true masks. `zoom` (generate.zoom) trains on and reports
     zoomed windows too."""
@@ -109,9 +119,9 @@ def train_validator(train_images: np.ndarray, train_masks: np.ndarray, vae, cfg:
         **{f"seconds_{k}": v for k, v in info.seconds.items()},
     }
     if curves is not None:
-        for k in ("val_dice_single", "val_iou_single", "val_dice_iterative", "val_iou_iterative", "speed_ratio"):
+        for k in ("val_dice_single", "val_iou_single", "val_dice_iterative", "val_iou_iterative"):
             curves.summary[k] = metrics[k]
     return ValidatorRun(net=net, metrics=metrics, info=info)
 
 
-__all__ = ["ValidatorRun", "evaluate", "measure_speed", "train_validator"]
+__all__ = ["TIMING_KEYS", "ValidatorRun", "evaluate", "measure_speed", "train_validator"]

@@ -23,11 +23,14 @@ import pandas as pd
 
 from diffaug.errors import InputError
 from diffaug.io import atomic_dir, load_npz, read_json, save_npz
+from diffaug.validator.backgrounds import check_backgrounds
 from diffaug.validator.config import GateConfig
 from diffaug.validator.metrics import mask_iou
 from diffaug.zoom import crop, paste
 
 log = logging.getLogger(__name__)
+# metrics/timings/gate.json, kept out of the compared metrics
+TIMING_KEYS = ("images_per_s", "gate_seconds_per_image", "generate_samples_per_s", "gate_cost_fraction")
 SAMPLE_KEYS = ("images", "masks", "ids")
 
 
@@ -80,7 +83,7 @@ def read_raw(raw_dir: str | Path) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
 
 
 def generation_samples_per_s(path: str | Path | None) -> float | None:
-    """samples_per_s from metrics/generate.json when present (to price the gate against generation)."""
+    """samples_per_s from metrics/timings/generate.json when present (to price the gate against generation)."""
     if path is None or not Path(path).is_file():
         return None
     try:
@@ -125,6 +128,20 @@ def noise_seeds(manifest: pd.DataFrame, seed: int) -> np.ndarray:
     return np.array([np.random.SeedSequence([seed, int(s) % 2**63]).generate_state(1)[0] for s in own], np.int64)
 
 
+def background_verdicts(validator, raw_dir: str | Path, manifest: pd.DataFrame, cfg: GateConfig,
+                        seed: int) -> tuple[np.ndarray, dict]:
+    """(S,) bool: the sample's background passed the background check (all True without one)."""
+    ok = np.ones(len(manifest), dtype=bool)
+    check = check_backgrounds(validator, raw_dir, cfg.background_max_lesion_frac, cfg.mode, cfg.iterative_steps,
+                              cfg.batch_size, seed)
+    if check is None:
+        return ok, {"background_check": f"unavailable: no backgrounds.npz in {raw_dir} (rerun generate)"}
+    if "background_id" in manifest.columns and len(manifest):
+        failed = set(check.ids[~check.ok])
+        ok = ~manifest["background_id"].astype(str).isin(failed).to_numpy()
+    return ok, {"background_check": "rejecting" if cfg.background_reject else "reported", **check.metrics}
+
+
 def run_gate(raw_dir: str | Path, validator, cfg: GateConfig, seed: int = 0,
              generate_metrics: str | Path | None = None) -> GateReport:
     """Validate every generated sample; see the module docstring."""
@@ -152,8 +169,10 @@ def run_gate(raw_dir: str | Path, validator, cfg: GateConfig, seed: int = 0,
     iou = mask_iou(pred, intended, num_classes, cfg.class_combine) if n else np.zeros(0)
     if n:
         pred = paste(np.zeros_like(samples["masks"]), pred, win, nearest=True)  # back at frame resolution
-    accepted = iou > cfg.threshold if cfg.enabled else np.ones(n, dtype=bool)
-    manifest = manifest.assign(iou=iou.round(6), accepted=accepted)
+    bg_ok, bg_metrics = background_verdicts(validator, raw_dir, manifest, cfg, seed)
+    keep_bg = bg_ok if cfg.background_reject else np.ones(n, dtype=bool)
+    accepted = (iou > cfg.threshold) & keep_bg if cfg.enabled else np.ones(n, dtype=bool)
+    manifest = manifest.assign(iou=iou.round(6), background_ok=bg_ok, accepted=accepted)
     gen_sps = generation_samples_per_s(generate_metrics)
     per_image = seconds / n if n else float("nan")
     metrics = {
@@ -166,6 +185,9 @@ def run_gate(raw_dir: str | Path, validator, cfg: GateConfig, seed: int = 0,
         # gate cost per image / generation cost per image (goal <= 0.05)
         "gate_cost_fraction": per_image * gen_sps if gen_sps and n else None,
         "n_zoomed": int((windows(manifest)[:, 2] > 0).sum()),
+        # passed the IoU test but sit on a failed background (rejected only with gate.background_reject)
+        "n_on_failed_background": int(((iou > cfg.threshold) & ~bg_ok).sum()),
+        **bg_metrics,
         **by_size_class(manifest, iou, accepted),
     }
     return GateReport(samples=samples, manifest=manifest, pred_masks=pred.astype(np.uint8), accepted=accepted, metrics=metrics)

@@ -13,21 +13,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from diffaug.imaging import to_model_space
+from diffaug.latents import encode_latents
 from diffaug.validator.codec import VaeMaskCodec, probs_to_masks
 from diffaug.validator.model import ValidatorNet, make_scheduler
 
 
-def images_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1], the VAE's input range."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
 @torch.no_grad()
 def encode_images(vae, images: np.ndarray | torch.Tensor, batch_size: int = 32, device="cpu", dtype=torch.float32) -> torch.Tensor:
-    """z_a = E(I) * scaling_factor (the posterior mean: deterministic), (N, c, H/f, W/f) float32 on CPU."""
-    x = images_to_tensor(images) if isinstance(images, np.ndarray) else images
-    sf = float(vae.config.scaling_factor)
-    out = [vae.encode(x[i:i + batch_size].to(device, dtype)).latent_dist.mean.float().cpu() * sf
+    """z_a = E(I) · scaling_factor (eq. 1, `diffaug.latents`: the posterior mean, deterministic) in
+    batches, (N, c, H/f, W/f) float32 on CPU. `images`: uint8 (N, H, W, 3) or float (N, 3, H, W)
+    already in [-1, 1]; mapped to [-1, 1] in float32 on the CPU, then cast to `dtype` per batch."""
+    x = to_model_space(images) if isinstance(images, np.ndarray) else images
+    out = [encode_latents(vae, x[i:i + batch_size].to(device, dtype), torch.float32).cpu()
            for i in range(0, len(x), batch_size)]
     return torch.cat(out) if out else torch.zeros(0)
 

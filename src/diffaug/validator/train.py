@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from diffaug.imaging import to_model_space
 from diffaug.runtime import Runtime
 from diffaug.training.curves import Curves
 from diffaug.training.schedule import Schedule
@@ -37,7 +38,7 @@ from diffaug.training.state import array_digest, code_digest, run_fingerprint
 from diffaug.training.trainer import Trainer
 from diffaug.validator.codec import VaeMaskCodec, one_hot, probs_to_masks
 from diffaug.validator.config import TrainValidatorConfig
-from diffaug.validator.inference import encode_images, images_to_tensor
+from diffaug.validator.inference import encode_images
 from diffaug.validator.metrics import mask_dice
 from diffaug.validator.objective import draw_timesteps, eq12_terms
 from diffaug.validator.model import ValidatorNet, make_scheduler, vae_downsample
@@ -81,11 +82,15 @@ def soft_dice_loss(probs: torch.Tensor, masks: torch.Tensor, num_classes: int) -
 def expand_training_set(images: np.ndarray, masks: np.ndarray, num_classes: int, cfg: TrainValidatorConfig,
                         zoom: ZoomConfig | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Frames (N, H, W, 3) + zoomed windows around each frame's lesion (class `num_classes`, the
-    highest: polyp, fundus cup) + `augment_copies` standard-augmented copies of all of them."""
-    from diffaug.zoom import zoomed_pairs
+    highest: polyp, fundus cup) + `negative_share` × N lesion-free windows with empty masks
+    + `augment_copies` standard-augmented copies of all of them."""
+    from diffaug.zoom import crop, lesion_free_windows, zoomed_pairs
 
     z_images, z_masks, _ = zoomed_pairs(images, masks, masks == num_classes, zoom, np.random.default_rng([seed, 0x200]))
-    images, masks = np.concatenate([images, z_images]), np.concatenate([masks, z_masks])
+    wins, src = lesion_free_windows(masks, cfg.negative_share, np.random.default_rng([seed, 0x201]))
+    n_images = crop(images[src], wins) if len(src) else images[:0]
+    n_masks = np.zeros((len(src), *masks.shape[1:]), masks.dtype)
+    images, masks = np.concatenate([images, z_images, n_images]), np.concatenate([masks, z_masks, n_masks])
     if cfg.augment_copies > 0:
         from diffaug.segmenter.augment import augment_batch
         from diffaug.segmenter.config import StandardAugmentConfig
@@ -165,7 +170,7 @@ class LatentCache:
 
 @torch.no_grad()
 def build_cache(vae, codec, images: np.ndarray, masks: np.ndarray, augment: bool, batch: int = 32) -> LatentCache:
-    x, m = images_to_tensor(images), torch.from_numpy(masks.astype(np.int64))
+    x, m = to_model_space(images), torch.from_numpy(masks.astype(np.int64))
     za, z0, mm = [], [], []
     for k in range(8 if augment else 1):
         xk, mk = dihedral(x, k), dihedral(m, k)
@@ -179,7 +184,7 @@ def build_cache(vae, codec, images: np.ndarray, masks: np.ndarray, augment: bool
 # the code a checkpoint depends on: a checkpoint written by other training code is not resumed
 # (least of all a finished one, which would hand back the old weights without training)
 TRAINING_MODULES = tuple(f"diffaug.validator.{m}" for m in ("config", "codec", "model", "objective", "inference", "train")) + (
-    "diffaug.training.trainer", "diffaug.zoom", "diffaug.segmenter.augment")
+    "diffaug.imaging", "diffaug.latents", "diffaug.training.trainer", "diffaug.zoom", "diffaug.segmenter.augment")
 
 
 class ValidatorTask:
