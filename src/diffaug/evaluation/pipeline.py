@@ -34,8 +34,9 @@ def run_evaluate(
     ev = evaluate_predictions(test.masks, test.ids, test.table, fingerprint, preds, cfg, base.seed)
     if cfg.synthetic.enabled:
         lesion_class = resolve_lesion_class(cfg, len(fingerprint.get("class_names", [0, 1])))
+        train = load_split(prepared_dir, "train")  # the C2ST's real crops: the backgrounds' own sequences
         ev.metrics["synthetic"] = synthetic_quality(
-            gated_dir, test.images, test.masks, lesion_class, cfg.synthetic, base.seed
+            gated_dir, test.images, test.masks, lesion_class, cfg.synthetic, base.seed, train.images, train.masks
         )
     write_evaluation(
         ev, {p.name: p.masks for p in preds}, test.images, test.masks, test.ids.astype(str),

@@ -144,7 +144,7 @@ def render_report(metrics: dict[str, Any], groups: dict[str, dict[str, Any]], pi
                       f"{_num(syn.get('accepted_per_background'), 2)} over {syn.get('n_backgrounds')} backgrounds. "
                       f"LPIPS: {syn.get('lpips_status')}. FID: {syn.get('fid_status')}. "
                       "C2ST AUC: held-out ROC AUC of a small CNN trained to tell the set's lesion crops from real "
-                      "test-split ones (n = crops per class); 0.5 = it cannot tell them apart, 1 = trivially apart, "
+                      f"{syn.get('c2st_real_split', 'test')}-split ones (n = crops per class); 0.5 = it cannot tell them apart, 1 = trivially apart, "
                       "lower is more realistic, and a value inside the chance band is no evidence of a difference: "
                       f"{syn.get('c2st_status')}."]
     if pictures.get("training"):
