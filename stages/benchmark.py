@@ -25,8 +25,6 @@ import typer
 
 from diffaug.cli_support import PARAMS_OPTION, stage_command
 
-DEFAULT_OUT = Path("metrics/benchmark.json")
-
 
 @stage_command
 def main(
@@ -43,49 +41,35 @@ def main(
     baseline: Path = typer.Option(Path("metrics/benchmark_baseline.json"), "--baseline", help="stored baseline figures"),
     measured: Optional[Path] = typer.Option(None, "--measured", help="use this figures JSON instead of measuring"),
 ) -> None:
-    from diffaug.benchmark.check import compare, format_checks, load_figures
+    from diffaug.benchmark.check import format_checks
     from diffaug.benchmark.config import BenchmarkConfig
+    from diffaug.benchmark.stage_benchmark import run_benchmark
+    from diffaug.benchmark.suite import BenchmarkInputs
     from diffaug.config import BaseConfig, load_section
     from diffaug.errors import DiffaugError
-    from diffaug.io import write_json
 
     base = load_section(params, "base", BaseConfig)
     cfg = load_section(params, "benchmark", BenchmarkConfig)
-    if check:  # a bad baseline fails before minutes of measuring
-        stored = load_figures(baseline, "baseline")
-
-    if measured is not None:
-        figures = load_figures(measured, "measured")
-    else:
-        from diffaug.benchmark.suite import BenchmarkInputs, run_benchmark
-        from diffaug.runtime import resolve_runtime
-
-        rt = resolve_runtime(base)
-        figures = run_benchmark(
-            BenchmarkInputs(generator, validator, segmenters, prepared, synthetic), cfg, rt,
-            prompt_banks=load_section(params, "finetune_generator").prompts,
-            scheduler=load_section(params, "generate").scheduler,
-            gate_cfg=load_section(params, "gate"),
-        )
-        target = out if out is not None else (None if (check or update_baseline) else DEFAULT_OUT)
-        if target is not None:
-            write_json(target, figures)
+    result = run_benchmark(
+        cfg, base, BenchmarkInputs(generator, validator, segmenters, prepared, synthetic),
+        prompt_banks=load_section(params, "finetune_generator").prompts,
+        scheduler=load_section(params, "generate").scheduler,
+        gate_cfg=load_section(params, "gate"),
+        out=out, check=check, update_baseline=update_baseline, baseline=baseline, measured_path=measured,
+    )
+    figures = result.figures
+    if result.measured:
         keys = [k for k in figures if k.endswith("_per_s") or "speedup" in k]
         print(f"benchmark on {figures['device']} ({figures['seconds']:.1f} s):")
         for key in sorted(keys):
             print(f"  {key:<36} {figures[key]:10.3f}")
-
     if update_baseline:
-        write_json(baseline, figures)
         print(f"baseline written to {baseline}")
-    if check:
-        checks = compare(figures, stored, cfg.check_keys, cfg.check_tolerance,
-                         current_path=measured or "current run", baseline_path=baseline)
-        print(format_checks(checks, cfg.check_tolerance))
-        failed = [c.key for c in checks if not c.passed]
-        if failed:
+    if result.checks is not None:
+        print(format_checks(result.checks, cfg.check_tolerance))
+        if result.failed:
             raise DiffaugError(
-                f"throughput check failed: {', '.join(failed)} fell more than "
+                f"throughput check failed: {', '.join(result.failed)} fell more than "
                 f"{cfg.check_tolerance:.0%} below {baseline}; find the slowdown or, if intended, "
                 "rerun with --update-baseline"
             )

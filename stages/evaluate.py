@@ -34,7 +34,7 @@ def main(
 ) -> None:
     from diffaug.config import BaseConfig, load_section
     from diffaug.evaluation.config import EvaluateConfig
-    from diffaug.evaluation.pipeline import run_evaluate
+    from diffaug.evaluation.stage_evaluate import run_evaluate
     from diffaug.segmenter import planned_runs
     from diffaug.segmenter.config import TrainSegmenterConfig
 

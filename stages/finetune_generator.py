@@ -34,7 +34,7 @@ def main(
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from diffaug.config import load_section
-    from diffaug.generator.finetune import run_finetune_generator
+    from diffaug.generator.stage_finetune_generator import run_finetune_generator
 
     base = load_section(params, "base")
     cfg = load_section(params, "finetune_generator")

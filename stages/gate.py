@@ -31,19 +31,12 @@ def main(
     import sys
 
     from diffaug.config import load_section
-    from diffaug.io import write_metrics
-    from diffaug.runtime import resolve_runtime
-    from diffaug.validator.gate import TIMING_KEYS, run_gate, write_gate_outputs
-    from diffaug.validator.loading import load_vae, load_validator
+    from diffaug.validator.stage_gate import run_gate
 
     base = load_section(params, "base")
     cfg = load_section(params, "gate")
-    runtime = resolve_runtime(base)
-    model = load_validator(validator, load_vae(generator), device=runtime.device, dtype=runtime.dtype)
-    report = run_gate(raw, model, cfg, seed=runtime.seed, generate_metrics=generate_timings)
-    if report.metrics["n_generated"] == 0:
+    m = run_gate(cfg, base, raw, validator, generator, out, metrics, timings_path=timings,
+                 generate_timings=generate_timings).metrics
+    if m["n_generated"] == 0:
         print(f"warning: {raw}: no generated samples; wrote empty accepted/rejected sets", file=sys.stderr)
-    write_gate_outputs(report, out, cfg)
-    write_metrics(metrics, timings, report.metrics, TIMING_KEYS)
-    m = report.metrics
     typer.echo(f"gate: accepted {m['n_accepted']}/{m['n_generated']} (rate {m['acceptance_rate']:.2f}) -> {out}")

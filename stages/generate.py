@@ -31,7 +31,7 @@ def main(
 ) -> None:
     from diffaug.config import BaseConfig, load_section
     from diffaug.generator.config import FinetuneGeneratorConfig, GenerateConfig
-    from diffaug.generator.generate_run import run_generate
+    from diffaug.generator.stage_generate import run_generate
 
     base = load_section(params, "base", BaseConfig)
     cfg = load_section(params, "generate", GenerateConfig)

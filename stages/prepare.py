@@ -25,11 +25,11 @@ def main(
 ) -> None:
     from diffaug.config import BaseConfig, load_section
     from diffaug.data.config import PrepareConfig
-    from diffaug.data.pipeline import prepare
+    from diffaug.data.stage_prepare import run_prepare
 
     base = load_section(params, "base", BaseConfig)
     cfg = load_section(params, "prepare", PrepareConfig)
-    result = prepare(cfg, base.seed, out, metrics)
+    result = run_prepare(cfg, base.seed, out, metrics)
     typer.echo(
         f"prepare: {cfg.dataset} ({result['family']}) → {out}: train {result['n_train']}, "
         f"test {result['n_test']}, normals {result['n_normals']}, mask bank {result['n_mask_bank']}, "

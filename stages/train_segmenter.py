@@ -41,7 +41,7 @@ def main(
     from diffaug.config import BaseConfig, load_section
     from diffaug.errors import ConfigError
     from diffaug.segmenter.config import TrainSegmenterConfig, parse_run_spec
-    from diffaug.segmenter.pipeline import run_training
+    from diffaug.segmenter.stage_train_segmenter import run_train_segmenter
     from diffaug.segmenter.runs import run_name
 
     base = load_section(params, "base", BaseConfig)
@@ -54,8 +54,8 @@ def main(
     out = out or Path("data/segmenters") / name
     metrics = metrics or Path("metrics/train_segmenter") / f"{name}.json"
     timings = timings or Path("metrics/timings/train_segmenter") / f"{name}.json"
-    summary = run_training(cfg, base, run, seed, prepared, gated, out, metrics, live, generator, validator, checkpoints,
-                           timings_path=timings)
+    summary = run_train_segmenter(cfg, base, run, seed, prepared, gated, out, metrics, live, generator, validator,
+                                  checkpoints, timings_path=timings)
     warn = f" (warning: {'; '.join(summary['warnings'])})" if summary["warnings"] else ""
     typer.echo(
         f"train_segmenter: {name} → {out}: {summary['n_real']} real + {summary['n_extra']} extra pairs, "

@@ -31,31 +31,13 @@ def main(
     timings: Path = typer.Option("metrics/timings/train_validator.json", help="timings JSON (seconds, speed ratio)"),
 ) -> None:
     from diffaug.config import load_section
-    from diffaug.data.prepared import load_fingerprint, load_split
-    from diffaug.io import atomic_dir, write_metrics
-    from diffaug.runtime import resolve_runtime
-    from diffaug.training.curves import Curves
-    from diffaug.validator.fit import TIMING_KEYS, train_validator
-    from diffaug.validator.loading import load_generator_parts
+    from diffaug.validator.stage_train_validator import run_train_validator
 
     base = load_section(params, "base")
     cfg = load_section(params, "train_validator")
     zoom = load_section(params, "generate").zoom  # the gate checks small lesions zoomed: train and report that way
-    runtime = resolve_runtime(base)
-    train = load_split(prepared, "train")
-    num_classes = int(load_fingerprint(prepared)["num_classes"])
-    vae, unet_state = load_generator_parts(generator, need_unet=cfg.init_from_generator)
-    table = train.table
-    with Curves(live_dir) as curves:
-        result = train_validator(train.images, train.masks, vae, cfg, num_classes, runtime,
-                                 generator_unet_state=unet_state, checkpoint_dir=checkpoints, curves=curves,
-                                 size_class=table["size_class"].to_numpy() if "size_class" in table else None,
-                                 groups=table["group"].astype(str).to_numpy() if "group" in table else None,
-                                 zoom=zoom)
-    with atomic_dir(out) as tmp:
-        result.net.save_pretrained(tmp)
-    write_metrics(metrics, timings, result.metrics, TIMING_KEYS)
-    m = result.metrics
+    m = run_train_validator(cfg, base, prepared, generator, out, checkpoints, live_dir, metrics, zoom=zoom,
+                            timings_path=timings)
     typer.echo(
         f"validator: val Dice {m['val_dice_single']:.3f} (single-step) / {m['val_dice_iterative']:.3f} "
         f"({cfg.iterative_steps}-step), speed ratio {m['speed_ratio']:.1f}x -> {out}"

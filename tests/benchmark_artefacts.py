@@ -17,7 +17,7 @@ TINY_GENERATOR = {
 def build_artefacts(root: Path, image_size: int = 32) -> dict[str, Path]:
     """prepared/ (phantom), generator/, validator/, segmenters/<run>/, synthetic/raw/samples.npz."""
     from diffaug.data.config import PrepareConfig
-    from diffaug.data.pipeline import prepare
+    from diffaug.data.stage_prepare import run_prepare
     from diffaug.data.prepared import load_split
     from diffaug.generator.config import FinetuneGeneratorConfig
     from diffaug.generator.models import build_backbone, save_generator
@@ -29,7 +29,7 @@ def build_artefacts(root: Path, image_size: int = 32) -> dict[str, Path]:
     paths = {k: root / k for k in ("prepared", "generator", "validator", "segmenters")}
     paths["synthetic"] = root / "synthetic" / "raw"
     cfg = PrepareConfig.model_validate({"image_size": image_size, "phantom": {"train": 8, "test": 4, "normals": 4}})
-    prepare(cfg, 0, paths["prepared"], root / "prepare.json")
+    run_prepare(cfg, 0, paths["prepared"], root / "prepare.json")
 
     gcfg = FinetuneGeneratorConfig.model_validate(TINY_GENERATOR)
     gen = build_backbone(gcfg, image_size)

@@ -18,11 +18,11 @@ TINY_GEN = {
 def make_prepared(root: Path, family: str = "polyp", size: int = 32, normals: int = 3, train: int = 10,
                   test: int = 2, seed: int = 0, **phantom) -> Path:
     """`prepare` of a small phantom set; `phantom` adds prepare.phantom keys (small_share, ...)."""
-    from diffaug.data.pipeline import prepare
+    from diffaug.data.stage_prepare import run_prepare
 
     cfg = parse_section("prepare", {"image_size": size, "preview_count": 2, "phantom": {
         "family": family, "train": train, "test": test, "normals": normals, **phantom}})
-    prepare(cfg, seed, root, root.parent / f"{root.name}.json")
+    run_prepare(cfg, seed, root, root.parent / f"{root.name}.json")
     return root
 
 

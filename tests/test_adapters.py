@@ -10,7 +10,7 @@ from PIL import Image
 
 from diffaug.data.adapters import resize_mask
 from diffaug.data.config import PrepareConfig, SplitFiles
-from diffaug.data.pipeline import prepare
+from diffaug.data.stage_prepare import run_prepare
 from diffaug.data.prepared import load_fingerprint, load_manifest, load_split
 from diffaug.data.readers import read_binary_mask, read_image
 from tests.prepare_trees import write_cvc, write_folder, write_kvasir, write_refuge, write_sequence_table
@@ -18,7 +18,7 @@ from tests.prepare_trees import write_cvc, write_folder, write_kvasir, write_ref
 
 def _run(tmp_path, **cfg):
     out = tmp_path / "prepared"
-    metrics = prepare(PrepareConfig(image_size=32, **cfg), 0, out, tmp_path / "prepare.json")
+    metrics = run_prepare(PrepareConfig(image_size=32, **cfg), 0, out, tmp_path / "prepare.json")
     return out, metrics
 
 

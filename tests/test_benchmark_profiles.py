@@ -20,10 +20,10 @@ def test_overlay_applies_and_validates(overlay, repo_root, tmp_path):
     apply_overlay(params, repo_root / overlay)
     for section in yaml.safe_load(params.read_text()):
         load_section(params, section)  # raises ConfigError on any stale or misspelt key
-    gen = load_section(params, "finetune_generator")
-    assert gen.backbone in ("stabilityai/stable-diffusion-2-inpainting", "diffusers/stable-diffusion-xl-1.0-inpainting-0.1")
-    assert len(gen.revision) == 40 and int(gen.revision, 16) >= 0  # a pinned commit, not a branch
-    assert gen.image_size == 256 and gen.finetune_phase.lr == 1e-5 and gen.finetune_phase.batch_size == 8
+    ft = load_section(params, "finetune_generator")
+    assert ft.backbone in ("stabilityai/stable-diffusion-2-inpainting", "diffusers/stable-diffusion-xl-1.0-inpainting-0.1")
+    assert len(ft.revision) == 40 and int(ft.revision, 16) >= 0  # a pinned commit, not a branch
+    assert ft.image_size == 256 and ft.finetune_phase.lr == 1e-5 and ft.finetune_phase.batch_size == 8
     assert load_section(params, "prepare").dataset == "kvasir_seg"
     assert load_section(params, "generate").steps == 50
     assert load_section(params, "base").device == "cuda"
@@ -33,10 +33,10 @@ def test_overlay_applies_and_validates(overlay, repo_root, tmp_path):
 
 def test_profile_runs_every_measurement_on_tiny_models():
     """The SDXL code path (two text encoders, pooled embeddings, time ids) at toy size."""
-    from diffaug.benchmark.profile import run_profile
+    from diffaug.benchmark.profile import measure_profile
 
-    out = run_profile("tiny_xl", image_size=16, batch=1, dtype="float32", steps=2, iterative_steps=2,
-                      repeats=1, device="cpu")
+    out = measure_profile("tiny_xl", image_size=16, batch=1, dtype="float32", steps=2, iterative_steps=2,
+                          repeats=1, device="cpu")
     assert out["weights"].startswith("random") and out["device"].startswith("cpu")
     for key in ("vae_encode_samples_per_s", "generate_samples_per_s", "generate_stock_samples_per_s",
                 "gate_images_per_s", "validator_single_step_samples_per_s", "segmenter_samples_per_s",

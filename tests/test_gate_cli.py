@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from diffaug.cli import app
 from diffaug.io import save_npz
-from diffaug.validator.fit import TIMING_KEYS
+from diffaug.validator.stage_train_validator import TIMING_KEYS
 from validator_helpers import blob_data, one_thread, save_generator, small_validator_params  # noqa: F401
 
 runner = CliRunner()
@@ -225,7 +225,7 @@ def test_background_check_reports_and_optionally_rejects(trained, tmp_path):
     from diffaug.config import parse_section
     from diffaug.io import save_npz
     from diffaug.validator.backgrounds import background_seeds
-    from diffaug.validator.gate import run_gate
+    from diffaug.validator.gate import gate_samples
     from diffaug.validator.loading import load_validator, load_vae
 
     images, masks = blob_data(6, seed=7)
@@ -238,12 +238,12 @@ def test_background_check_reports_and_optionally_rejects(trained, tmp_path):
     save_npz(raw / "backgrounds.npz", images=bg_images, masks=np.zeros_like(bg_masks), ids=np.array(["b0", "b1", "b2"]),
              methods=np.array(["classical", "classical", "generator"]))
     model = load_validator(trained / "validator", load_vae(trained / "generator"))
-    loose = run_gate(raw, model, parse_section("gate", {"threshold": 0.01, "background_max_lesion_frac": 0.99}))
+    loose = gate_samples(raw, model, parse_section("gate", {"threshold": 0.01, "background_max_lesion_frac": 0.99}))
     assert loose.metrics["backgrounds_checked"] == 3 and loose.metrics["backgrounds_failed"] == 0
     assert loose.manifest["background_ok"].all() and loose.metrics["background_check"] == "reported"
 
     strict = parse_section("gate", {"threshold": 0.01, "background_max_lesion_frac": 0.0, "background_reject": True})
-    report = run_gate(raw, model, strict)
+    report = gate_samples(raw, model, strict)
     pred = model.predict(bg_images, seeds=background_seeds(3, 0))
     failed = {f"b{i}" for i in range(3) if (pred[i] >= 1).any()}
     assert failed, "a background with a lesion must show some predicted lesion pixels"

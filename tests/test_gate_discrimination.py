@@ -40,7 +40,7 @@ def vae(prepared):
     keeps too little of the lesion cues: with one, 80 validator steps and 48 mixed-difficulty
     frames this test accepted 4 % of right pairs."""
     from diffaug.config import BaseConfig, parse_section
-    from diffaug.generator.finetune import run_finetune_generator
+    from diffaug.generator.stage_finetune_generator import run_finetune_generator
     from diffaug.generator.models import load_generator
 
     root = prepared.parent
@@ -66,7 +66,7 @@ def validator(prepared, vae):
 
 def test_gate_accepts_right_masks_and_rejects_moved_ones(prepared, validator, tmp_path):
     from diffaug.data.prepared import load_split
-    from diffaug.validator.gate import run_gate
+    from diffaug.validator.gate import gate_samples
 
     from test_gate_cli import _write_raw
 
@@ -76,7 +76,7 @@ def test_gate_accepts_right_masks_and_rejects_moved_ones(prepared, validator, tm
     n = len(images)
     assert n >= 40
     _write_raw(tmp_path / "raw", np.concatenate([images, images]), np.concatenate([masks, moved_away(masks)]))
-    report = run_gate(tmp_path / "raw", validator, GateConfig())  # default threshold 0.7
+    report = gate_samples(tmp_path / "raw", validator, GateConfig())  # default threshold 0.7
     acc = report.accepted
     right, wrong = acc[:n].mean(), 1 - acc[n:].mean()
     iou = report.manifest["iou"].to_numpy()
@@ -100,7 +100,7 @@ def test_gate_checks_small_lesions_zoomed(small_prepared, vae, tmp_path):
     """Small lesions (docs/zoom.md): a validator trained with zoomed windows, and the gate checking
     each small lesion in its window, accepts most right small pairs and rejects their masks moved away."""
     from diffaug.data.prepared import load_split
-    from diffaug.validator.gate import run_gate
+    from diffaug.validator.gate import gate_samples
     from diffaug.validator.inference import Validator
     from diffaug.zoom import ZoomConfig, window_for
 
@@ -122,7 +122,7 @@ def test_gate_checks_small_lesions_zoomed(small_prepared, vae, tmp_path):
     results = {}
     for name, w in (("zoomed", wins), ("full frame", np.zeros_like(wins))):
         _write_raw(tmp_path / name, np.concatenate([images, images]), both, windows=w)
-        report = run_gate(tmp_path / name, validator, GateConfig())
+        report = gate_samples(tmp_path / name, validator, GateConfig())
         results[name] = (report.accepted[:n].mean(), 1 - report.accepted[n:].mean(), report.manifest["iou"][:n].mean())
     print(f"\nsmall phantom lesions, gate at theta 0.7 (right accepted, moved rejected): {results}; n = {n} each")
     # measured (seed 1): zoomed 48 % accepted (IoU mean 0.61), moved 98 % rejected; full frame 0 % (IoU 0.06)

@@ -16,7 +16,7 @@ from scipy import ndimage
 from diffaug.config import BaseConfig, parse_section
 from diffaug.data.normals import lesion_hole
 from diffaug.errors import InputError
-from diffaug.generator.generate_run import run_generate
+from diffaug.generator.stage_generate import run_generate
 from diffaug.io import load_npz
 from generate_support import make_generator
 from prepare_trees import write_folder
@@ -27,13 +27,13 @@ GEN = {"variants": 1, "steps": 2, "batch_size": 4, "compare_stock": False, "prev
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    from diffaug.data.pipeline import prepare
+    from diffaug.data.stage_prepare import run_prepare
 
     root = tmp_path_factory.mktemp("normals")
     data = write_folder(root / "folder", n=8, size=S)
     cfg = parse_section("prepare", {"dataset": "folder", "root": str(data), "image_size": S, "preview_count": 2,
                                     "test_ratio": 0.25})
-    prepare(cfg, 0, root / "prepared", root / "prepare.json")
+    run_prepare(cfg, 0, root / "prepared", root / "prepare.json")
     generator = make_generator(root / "generator", size=S)
     meta = json.loads((generator / "diffaug_generator.json").read_text())
     meta["phases"] = {"vae": 2, "pretrain": 2, "finetune": 2}  # as finetune_generator records them

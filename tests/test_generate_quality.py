@@ -17,7 +17,7 @@ import torch
 
 from diffaug.config import BaseConfig, parse_section
 from diffaug.data.prepared import load_split
-from diffaug.generator.finetune import run_finetune_generator
+from diffaug.generator.stage_finetune_generator import run_finetune_generator
 from diffaug.generator.generate import load_inputs, plan_background
 from diffaug.generator.models import load_generator
 from diffaug.generator.sampling import InpaintSampler

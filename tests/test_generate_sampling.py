@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from diffaug.generator.models import load_generator
-from diffaug.generator.sampling import InpaintSampler, run_stock, seed_noise, stock_pipeline
+from diffaug.generator.sampling import InpaintSampler, seed_noise, stock_inpaint, stock_pipeline
 from diffaug.latents import decode_latents
 from generate_support import make_generator
 
@@ -43,7 +43,7 @@ def test_denoising_loop_matches_the_stock_pipeline(gen, batch, scheduler):
         ours = ((decode_latents(gen.vae, s.denoise(mask_lat, z_masked, prompts, seeds, S, S, noise=noise)) + 1) / 2)
     ours = ours.clamp(0, 1).permute(0, 2, 3, 1).numpy()
     # the stock pipeline on the same noise, masked-image latents, latent mask and embeddings
-    stock = run_stock(stock_pipeline(gen, s), s, images, masks, prompts, seeds, latents=noise, masked_image_latents=z_masked)
+    stock = stock_inpaint(stock_pipeline(gen, s), s, images, masks, prompts, seeds, latents=noise, masked_image_latents=z_masked)
     np.testing.assert_allclose(ours, stock, atol=1e-4)
 
 

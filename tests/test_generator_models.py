@@ -37,15 +37,15 @@ def test_minilm_text_encoder_caches_and_has_meaning():
 
 
 def test_tiny_roundtrip(tiny_gen, tmp_path):
-    g = tiny_gen
-    assert g.unet.config.in_channels == 9 and g.unet.config.cross_attention_dim == 384
-    assert g.vae_scale_factor == 2
-    g.meta.update(family="polyp", image_size=32)
-    save_generator(g, tmp_path / "gen")
+    gen = tiny_gen
+    assert gen.unet.config.in_channels == 9 and gen.unet.config.cross_attention_dim == 384
+    assert gen.vae_scale_factor == 2
+    gen.meta.update(family="polyp", image_size=32)
+    save_generator(gen, tmp_path / "gen")
     assert (tmp_path / "gen/unet/diffusion_pytorch_model.safetensors").is_file()
     loaded = load_generator(tmp_path / "gen")
     assert loaded.meta["text_encoder"]["kind"] == "minilm" and loaded.meta["family"] == "polyp"
-    for k, v in g.unet.state_dict().items():
+    for k, v in gen.unet.state_dict().items():
         assert torch.equal(v, loaded.unet.state_dict()[k])
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
@@ -162,14 +162,14 @@ def _write_pretrained_inpainting(folder):
 def test_pretrained_backbone_loads_through_from_pretrained(tmp_path):
     folder = _write_pretrained_inpainting(tmp_path / "sd-inpaint")
     cfg = parse_section("finetune_generator", {"backbone": str(folder), "train_vae": False, "pretrain_unet": False})
-    g = build_backbone(cfg, 32)
-    assert g.text.kind == "clip" and g.text.dim == 32
-    assert g.text.encode(["flat lesion", ""]).shape == (2, 10, 32)
-    save_generator(g, tmp_path / "out")
+    gen = build_backbone(cfg, 32)
+    assert gen.text.kind == "clip" and gen.text.dim == 32
+    assert gen.text.encode(["flat lesion", ""]).shape == (2, 10, 32)
+    save_generator(gen, tmp_path / "out")
     loaded = load_generator(tmp_path / "out")
     assert loaded.text.kind == "clip" and (tmp_path / "out/text_encoder/config.json").is_file()
-    assert torch.equal(loaded.text.encode(["flat lesion"]), g.text.encode(["flat lesion"]))
-    assert torch.equal(g.text.encode(["flat lesion"]), g.text.encode(["x", "flat lesion"])[1:])
+    assert torch.equal(loaded.text.encode(["flat lesion"]), gen.text.encode(["flat lesion"]))
+    assert torch.equal(gen.text.encode(["flat lesion"]), gen.text.encode(["x", "flat lesion"])[1:])
 
 
 def test_pretrained_backbone_rejects_non_inpainting(tmp_path):
@@ -210,13 +210,13 @@ def test_sdxl_style_backbone_two_encoders_pooled_and_time_ids(tmp_path):
                          projection_class_embeddings_input_dim=12 + 6 * 8).save_pretrained(folder / "unet")
     EulerDiscreteScheduler(num_train_timesteps=100).save_pretrained(folder / "scheduler")
     cfg = parse_section("finetune_generator", {"backbone": str(folder)})
-    g = build_backbone(cfg, 32)
-    assert g.text.kind == "sdxl" and g.text.dim == 40 and g.text.pooled_dim == 12
+    gen = build_backbone(cfg, 32)
+    assert gen.text.kind == "sdxl" and gen.text.dim == 40 and gen.text.pooled_dim == 12
     prompts = ["flat lesion", ""]
-    ctx = g.text.encode(prompts)
-    added = g.added_cond_kwargs(prompts, 32, 32)
+    ctx = gen.text.encode(prompts)
+    added = gen.added_cond_kwargs(prompts, 32, 32)
     assert ctx.shape == (2, 10, 40) and added["text_embeds"].shape == (2, 12) and added["time_ids"].shape == (2, 6)
-    out = g.unet(torch.randn(2, 9, 16, 16), torch.tensor([5, 50]), encoder_hidden_states=ctx, added_cond_kwargs=added)
+    out = gen.unet(torch.randn(2, 9, 16, 16), torch.tensor([5, 50]), encoder_hidden_states=ctx, added_cond_kwargs=added)
     assert out.sample.shape == (2, 4, 16, 16)
-    save_generator(g, tmp_path / "out")
+    save_generator(gen, tmp_path / "out")
     assert load_generator(tmp_path / "out").text.kind == "sdxl"

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from diffaug.cli import app
 from diffaug.config import BaseConfig, parse_section
-from diffaug.generator.finetune import run_finetune_generator
+from diffaug.generator.stage_finetune_generator import run_finetune_generator
 from generator_support import TINY, write_prepared
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ import pytest
 
 from diffaug.data.config import PhantomConfig, PrepareConfig
 from diffaug.data.phantom import generate_phantom
-from diffaug.data.pipeline import prepare
+from diffaug.data.stage_prepare import run_prepare
 from diffaug.data.prepared import load_fingerprint, load_split
 from diffaug.data.stats import cup_to_disc_ratio, threshold_baseline
 
@@ -26,9 +26,9 @@ def default_polyp():
 
 def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path):
     cfg = PrepareConfig(phantom=PhantomConfig(train=6, test=3, normals=2), image_size=32)
-    prepare(cfg, 7, tmp_path / "a", tmp_path / "a.json")
-    prepare(cfg, 7, tmp_path / "b", tmp_path / "b.json")
-    prepare(cfg, 8, tmp_path / "c", tmp_path / "c.json")
+    run_prepare(cfg, 7, tmp_path / "a", tmp_path / "a.json")
+    run_prepare(cfg, 7, tmp_path / "b", tmp_path / "b.json")
+    run_prepare(cfg, 8, tmp_path / "c", tmp_path / "c.json")
     a, b, c = _digests(tmp_path / "a"), _digests(tmp_path / "b"), _digests(tmp_path / "c")
     assert set(a) == {"train.npz", "test.npz", "normals.npz", "mask_bank.npz", "mask_bank.csv", "manifest.csv",
                       "fingerprint.json", "preview.png"}
@@ -96,7 +96,7 @@ def test_best_single_threshold_fails_on_polyp_phantom(default_polyp):
 
 def test_fundus_family_has_disc_cup_and_a_spread_of_cdr(tmp_path):
     cfg = PrepareConfig(phantom=PhantomConfig(family="fundus", train=40, test=12, normals=8), preview_count=8)
-    prepare(cfg, 0, tmp_path / "f", tmp_path / "f.json")
+    run_prepare(cfg, 0, tmp_path / "f", tmp_path / "f.json")
     train, normals = load_split(tmp_path / "f", "train"), load_split(tmp_path / "f", "normals")
     assert set(np.unique(train.masks)) == {0, 1, 2}
     for m in train.masks:  # the cup lies inside the disc, and the disc has a rim

@@ -136,7 +136,7 @@ def test_extra_pairs_keep_real_exposure_and_weights(data, runtime):
     assert 0.7 <= diff["extra_weight_mean"] <= 0.9
     assert cp["n_extra"] == 10  # copypaste adds round(ratio x N_real) = 0.5 x 19, like diffaug
     # what the stage writes to the run's metrics: the request as build_extra_pairs makes it
-    from diffaug.segmenter.pipeline import synthetic_supply
+    from diffaug.segmenter.runs import synthetic_supply
 
     def supply(s):
         return synthetic_supply(s["variant"], s["ratio"], s["n_real"], s["n_extra"])

@@ -68,11 +68,11 @@ def test_generate_diffaug_sampler(benchmark, models, sampler):
 
 
 def test_generate_stock_pipeline(benchmark, models, sampler):
-    from diffaug.generator.sampling import run_stock, stock_pipeline
+    from diffaug.generator.sampling import stock_inpaint, stock_pipeline
 
     gen, _, _, images, masks = models
     pipe = stock_pipeline(gen, sampler)
-    out = benchmark(run_stock, pipe, sampler, images, masks, PROMPTS, SEEDS)
+    out = benchmark(stock_inpaint, pipe, sampler, images, masks, PROMPTS, SEEDS)
     assert out.shape == (BATCH, SIZE, SIZE, 3)
 
 

@@ -193,9 +193,9 @@ def bench_finetune_step(gen: Any, batch: int, image_size: int, rt: Any, repeats:
 PARTS = ("vae", "generate", "validator", "segmenter", "finetune")
 
 
-def run_profile(size: str, image_size: int, batch: int, dtype: str, steps: int, iterative_steps: int,
-                repeats: int = 3, device: str = "auto", finetune: bool = True,
-                parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
+def measure_profile(size: str, image_size: int, batch: int, dtype: str, steps: int, iterative_steps: int,
+                    repeats: int = 3, device: str = "auto", finetune: bool = True,
+                    parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
     """The measurements of the benchmark stage (same functions) named in `parts` on `size`
     models; flat dict."""
     from diffaug.benchmark.config import BenchmarkConfig
@@ -259,8 +259,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     results = {}
     for dtype in args.dtype:
-        results[dtype] = run_profile(args.size, args.image_size, args.batch, dtype, args.steps, args.iterative_steps,
-                                     args.repeats, finetune=not args.no_finetune, parts=tuple(args.parts))
+        results[dtype] = measure_profile(args.size, args.image_size, args.batch, dtype, args.steps, args.iterative_steps,
+                                         args.repeats, finetune=not args.no_finetune, parts=tuple(args.parts))
         print(json.dumps({dtype: results[dtype]}, indent=1), flush=True)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

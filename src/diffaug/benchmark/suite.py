@@ -1,16 +1,17 @@
-"""The benchmark stage's measurements, on the pipeline's own trained artefacts.
+"""The benchmark stage's measurements (`measure_all`), on the pipeline's own trained artefacts; the
+stage around them (figures file, baseline, `--check`): `stage_benchmark.run_benchmark`.
 
 Every figure is produced by the other stages' public code paths (no re-implementation here):
 - VAE encode / decode: `diffaug.latents.encode_latents` / `decode_latents` on the generator's VAE.
 - generate: diffaug's `generator.sampling.InpaintSampler` vs diffusers' stock
   `StableDiffusionInpaintPipeline` built by `generator.sampling.stock_pipeline` from the SAME VAE,
-  UNet, scheduler, prompt embeddings, steps, guidance and batch (`run_stock`).
+  UNet, scheduler, prompt embeddings, steps, guidance and batch (`stock_inpaint`).
 - validator: `Validator.predict` single-step (eq. 11, one network call) vs iterative (T DDIM
   steps) on the same network and batch, images to masks and network calls only, and the parts
   of a single-step prediction (`validator.speed.time_paths`, shared with train_validator).
 - gate: the gate's decision on generated samples: `Validator.predict` in `gate.mode`, IoU with the
   intended mask (`validator.metrics.mask_iou`, eq. 14), threshold -- the computation of
-  `validator.gate.run_gate` without its reading of the whole raw folder from disk; timed
+  `validator.gate.gate_samples` without its reading of the whole raw folder from disk; timed
   interleaved with generation so `gate_vs_generate_speedup` compares the two under the same load.
 - segmenter: `Segmenter.predict` of one trained run, and one training step of its recipe.
 
@@ -87,7 +88,7 @@ def bench_generate_and_gate(gen: Any, validator: Any, backgrounds: np.ndarray, m
     embeddings, steps, guidance, batch and seeds), and the gate's decision per generated image
     (`Validator.predict` in gate.mode, IoU with the intended mask of eq. 14, threshold), all three
     timed interleaved so both ratios compare paths measured under the same load."""
-    from diffaug.generator.sampling import InpaintSampler, run_stock, stock_pipeline
+    from diffaug.generator.sampling import InpaintSampler, stock_inpaint, stock_pipeline
     from diffaug.validator.metrics import mask_iou
 
     sampler = InpaintSampler(gen, scheduler, cfg.generate_steps, cfg.guidance_scale, negative,
@@ -103,7 +104,7 @@ def bench_generate_and_gate(gen: Any, validator: Any, backgrounds: np.ndarray, m
 
     m = measure_many({
         "own": slowed(lambda: sampler(backgrounds, masks, prompts, seeds)),
-        "stock": lambda: run_stock(pipe, sampler, backgrounds, masks, prompts, seeds),
+        "stock": lambda: stock_inpaint(pipe, sampler, backgrounds, masks, prompts, seeds),
         "gate": slowed(gate),
     }, items=len(backgrounds), device=rt.device, warmup=cfg.warmup, repeats=cfg.repeats, min_time_s=cfg.min_time_s)
     own = _record(out, "generate", m["own"])
@@ -199,8 +200,8 @@ def _synthetic_or_real(synthetic: Path, prepared: Path, n: int) -> tuple[np.ndar
     return _batch(test.images, n), _batch(test.masks, n), "real_test"
 
 
-def run_benchmark(inputs: BenchmarkInputs, cfg: BenchmarkConfig, rt: Runtime, *, prompt_banks: Any,
-                  scheduler: str, gate_cfg: Any) -> dict[str, Any]:
+def measure_all(inputs: BenchmarkInputs, cfg: BenchmarkConfig, rt: Runtime, *, prompt_banks: Any,
+                scheduler: str, gate_cfg: Any) -> dict[str, Any]:
     """Measure every stage's model; returns the flat dict written to metrics/benchmark.json."""
     from diffaug.data.prepared import load_fingerprint, load_split
     from diffaug.generator.models import load_generator

@@ -22,7 +22,7 @@ _EXPORTS = {
     "RunPrediction": "diffaug.evaluation.runner",
     "evaluate_predictions": "diffaug.evaluation.runner",
     "predict_runs": "diffaug.evaluation.runner",
-    "run_evaluate": "diffaug.evaluation.pipeline",
+    "run_evaluate": "diffaug.evaluation.stage_evaluate",
 }
 
 __all__ = sorted(_EXPORTS)

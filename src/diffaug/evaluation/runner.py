@@ -63,7 +63,7 @@ def supply_block(runs: list[RunPrediction]) -> dict[str, Any]:
     """Extra pairs the runs of one copypaste / diffaug group asked for and got, from their training
     summaries: requested (max over seeds), used (min over seeds), shortfall (any seed got fewer).
     Empty when no run carries a summary with `n_real` / `n_extra`."""
-    from diffaug.segmenter.pipeline import SUPPLY_KEYS, synthetic_supply
+    from diffaug.segmenter.runs import SUPPLY_KEYS, synthetic_supply
 
     found = []
     for run in runs:

@@ -228,8 +228,8 @@ def block_mask(masks: np.ndarray, factor: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(lat, scale_factor=factor, mode="nearest")
 
 
-def run_stock(pipe: Any, sampler: InpaintSampler, images: np.ndarray, masks: np.ndarray, prompts: list[str],
-              seeds: Sequence[int], **overrides: Any) -> np.ndarray:
+def stock_inpaint(pipe: Any, sampler: InpaintSampler, images: np.ndarray, masks: np.ndarray, prompts: list[str],
+                  seeds: Sequence[int], **overrides: Any) -> np.ndarray:
     """One call of the stock pipeline on the same inputs as `sampler(...)`: image + mask (it
     encodes the masked images itself), the same prompt embeddings, steps, guidance and batch, a
     per-sample generator list. Returns (B, H, W, 3) float [0, 1]."""

@@ -41,7 +41,7 @@ PHASES = ("vae", "pretrain", "finetune")
 # the code a checkpoint depends on (= the code deps of the finetune_generator stage in dvc.yaml)
 TRAINING_MODULES = tuple(
     f"diffaug.generator.{m}" for m in ("config", "models", "text", "prompts", "losses", "train", "train_parts",
-                                      "train_data", "finetune")
+                                      "train_data", "stage_finetune_generator")
 ) + ("diffaug.imaging", "diffaug.latents", "diffaug.data.prepared", "diffaug.data.stats", "diffaug.training.trainer")
 
 
@@ -64,7 +64,7 @@ class TrainData:
 
 
 @dataclass
-class FinetuneResult:
+class GeneratorTrainResult:
     generator: Generator | None  # None when stopped early (stop_after)
     metrics: dict[str, Any] = field(default_factory=dict)
     captions: list[str] = field(default_factory=list)
@@ -259,7 +259,7 @@ def phase_steps(cfg: Any) -> dict[str, int]:
 
 
 def finetune_generator(cfg: Any, runtime: Runtime, data: TrainData, ckpt_dir: str | Path,
-                       live_dir: str | Path | None = None, stop_after: int | None = None) -> FinetuneResult:
+                       live_dir: str | Path | None = None, stop_after: int | None = None) -> GeneratorTrainResult:
     """Run (or resume) the three phases; returns the trained Generator and metrics.
 
     `stop_after` = optimizer steps to run in this call before stopping as if killed (tests);
@@ -311,7 +311,7 @@ def finetune_generator(cfg: Any, runtime: Runtime, data: TrainData, ckpt_dir: st
                 curves.log(offset, {"vae/psnr": eval_psnr(gen.vae, data.frames, device)})
     except TrainingStopped:
         curves.discard()
-        return FinetuneResult(None, {"stopped_after_steps": stop_after}, captions)
+        return GeneratorTrainResult(None, {"stopped_after_steps": stop_after}, captions)
 
     def last(name: str) -> float | None:
         return curves.last(name, n=3)
@@ -336,4 +336,4 @@ def finetune_generator(cfg: Any, runtime: Runtime, data: TrainData, ckpt_dir: st
     }
     curves.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "seconds"})
     curves.close()
-    return FinetuneResult(gen, metrics, captions)
+    return GeneratorTrainResult(gen, metrics, captions)

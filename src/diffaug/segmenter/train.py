@@ -41,7 +41,7 @@ TRAINING_MODULES = tuple(f"diffaug.segmenter.{m}" for m in ("augment", "config",
 
 
 @dataclass
-class SegmenterRun:
+class SegmenterTrainResult:
     segmenter: Segmenter
     summary: dict[str, Any]  # flat numbers + warnings, goes into run.json and the metrics
 
@@ -178,7 +178,7 @@ def train_segmenter(
     groups: list[str] | np.ndarray | None = None,
     checkpoints: str | Path | None = None,
     stop_after: int | None = None,
-) -> SegmenterRun:
+) -> SegmenterTrainResult:
     """Train one run and return the segmenter with a summary of what it saw and how it went.
     `groups` (N,) keep a video's frames on one side of the validation split (default: per
     frame); `checkpoints` makes the run resumable; `latent_parts` (the generator VAE, the
@@ -259,5 +259,5 @@ def train_segmenter(
         "warnings": warnings,
     }
     model = net.eval()
-    return SegmenterRun(Segmenter(model, {"training": summary}, device=runtime.device,
-                                  batch_size=cfg.eval_batch_size), summary)
+    return SegmenterTrainResult(Segmenter(model, {"training": summary}, device=runtime.device,
+                                          batch_size=cfg.eval_batch_size), summary)

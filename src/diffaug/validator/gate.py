@@ -1,7 +1,7 @@
 """The quality gate (eq. 14): predict a mask for every generated sample and keep the sample iff
-IoU(intended mask, predicted mask) > threshold.
+IoU(intended mask, predicted mask) > threshold. The stage around it: `stage_gate.run_gate`.
 
-`run_gate` reads data/synthetic/raw/ (samples.npz + manifest.csv), checks that every manifest row
+`gate_samples` reads data/synthetic/raw/ (samples.npz + manifest.csv), checks that every manifest row
 has its image (and vice versa), predicts with the validator (single-step by default) and returns a
 `GateReport`; a sample generate painted zoomed (manifest window_side > 0) is checked in its window,
 resized to the frame size, and its IoU taken at window resolution (eq. 14 unchanged, `diffaug.zoom`).
@@ -142,8 +142,8 @@ def background_verdicts(validator, raw_dir: str | Path, manifest: pd.DataFrame, 
     return ok, {"background_check": "rejecting" if cfg.background_reject else "reported", **check.metrics}
 
 
-def run_gate(raw_dir: str | Path, validator, cfg: GateConfig, seed: int = 0,
-             generate_metrics: str | Path | None = None) -> GateReport:
+def gate_samples(raw_dir: str | Path, validator, cfg: GateConfig, seed: int = 0,
+                 generate_metrics: str | Path | None = None) -> GateReport:
     """Validate every generated sample; see the module docstring."""
     samples, manifest = read_raw(raw_dir)
     n = len(samples["ids"])
@@ -173,7 +173,7 @@ def run_gate(raw_dir: str | Path, validator, cfg: GateConfig, seed: int = 0,
     keep_bg = bg_ok if cfg.background_reject else np.ones(n, dtype=bool)
     accepted = (iou > cfg.threshold) & keep_bg if cfg.enabled else np.ones(n, dtype=bool)
     manifest = manifest.assign(iou=iou.round(6), background_ok=bg_ok, accepted=accepted)
-    gen_sps = generation_samples_per_s(generate_metrics)
+    generate_sps = generation_samples_per_s(generate_metrics)
     per_image = seconds / n if n else float("nan")
     metrics = {
         "enabled": cfg.enabled, "threshold": cfg.threshold, "mode": cfg.mode, "class_combine": cfg.class_combine,
@@ -181,9 +181,9 @@ def run_gate(raw_dir: str | Path, validator, cfg: GateConfig, seed: int = 0,
         "acceptance_rate": float(accepted.mean()) if n else 0.0,
         "iou_mean": _mean(iou), "iou_accepted_mean": _mean(iou[accepted]), "iou_rejected_mean": _mean(iou[~accepted]),
         "images_per_s": n / seconds if n and seconds > 0 else 0.0, "gate_seconds_per_image": per_image,
-        "generate_samples_per_s": gen_sps,
+        "generate_samples_per_s": generate_sps,
         # gate cost per image / generation cost per image (goal <= 0.05)
-        "gate_cost_fraction": per_image * gen_sps if gen_sps and n else None,
+        "gate_cost_fraction": per_image * generate_sps if generate_sps and n else None,
         "n_zoomed": int((windows(manifest)[:, 2] > 0).sum()),
         # passed the IoU test but sit on a failed background (rejected only with gate.background_reject)
         "n_on_failed_background": int(((iou > cfg.threshold) & ~bg_ok).sum()),

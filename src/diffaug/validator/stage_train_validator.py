@@ -1,6 +1,8 @@
-"""The `train_validator` stage as one library call: hold out a validation part of the real train
-split, train, then measure validation Dice/IoU (single-step and iterative), how well the gate's
-IoU tells the held-out frames' true masks from moved ones, and the speed ratio.
+"""The `train_validator` stage as one library call (`run_train_validator`): read the real train
+split and the generator's VAE (and U-Net), then `train_and_evaluate`: hold out a validation part,
+train, measure validation Dice/IoU (single-step and iterative), how well the gate's IoU tells the
+held-out frames' true masks from moved ones, and the speed ratio; write the network, the metrics
+and the timings.
 
 Speed (docs/validator.md, "Speed measurement"): single-step and iterative T-step inference run side by side on the same
 network, the same batch of validation images and the same thread settings, after a warm-up,
@@ -14,10 +16,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from diffaug.config import BaseConfig
 from diffaug.runtime import Runtime
 from diffaug.training.curves import Curves
 from diffaug.validator.config import TrainValidatorConfig
@@ -38,7 +42,7 @@ TIMING_KEYS = (
 
 
 @dataclass
-class ValidatorRun:
+class ValidatorTrainResult:
     net: ValidatorNet
     metrics: dict
     info: TrainInfo
@@ -78,10 +82,10 @@ def measure_speed(validator: Validator, images: np.ndarray, steps: int, repeats:
     return speed_summary(time_paths(validator, images, steps, repeats=repeats), steps)
 
 
-def train_validator(train_images: np.ndarray, train_masks: np.ndarray, vae, cfg: TrainValidatorConfig,
-                    num_classes: int, runtime: Runtime, generator_unet_state: dict | None = None,
-                    checkpoint_dir=None, curves: Curves | None = None, size_class: np.ndarray | None = None,
-                    groups=None, stop_after: int | None = None, zoom=None) -> ValidatorRun:
+def train_and_evaluate(train_images: np.ndarray, train_masks: np.ndarray, vae, cfg: TrainValidatorConfig,
+                       num_classes: int, runtime: Runtime, generator_unet_state: dict | None = None,
+                       checkpoint_dir=None, curves: Curves | None = None, size_class: np.ndarray | None = None,
+                       groups=None, stop_after: int | None = None, zoom=None) -> ValidatorTrainResult:
     """Split (whole `groups`, e.g. video sequences, on one side), train (resumable), evaluate and
     time; returns the network and flat metrics (results and the `TIMING_KEYS`). `num_classes`
     counts background, as fingerprint.json does (polyp 2, fundus 3); the network is built for the foreground classes
@@ -121,7 +125,39 @@ def train_validator(train_images: np.ndarray, train_masks: np.ndarray, vae, cfg:
     if curves is not None:
         for k in ("val_dice_single", "val_iou_single", "val_dice_iterative", "val_iou_iterative"):
             curves.summary[k] = metrics[k]
-    return ValidatorRun(net=net, metrics=metrics, info=info)
+    return ValidatorTrainResult(net=net, metrics=metrics, info=info)
 
 
-__all__ = ["TIMING_KEYS", "ValidatorRun", "evaluate", "measure_speed", "train_validator"]
+def run_train_validator(cfg: TrainValidatorConfig, base: BaseConfig, prepared_dir: str | Path,
+                        generator_dir: str | Path, out_dir: str | Path, checkpoint_dir: str | Path | None,
+                        live_dir: str | Path | None, metrics_path: str | Path, zoom=None,
+                        timings_path: str | Path | None = None) -> dict:
+    """Train on prepared_dir's train split (manifest `size_class` and `group` columns used when
+    present) with generator_dir's VAE (and U-Net, for `init_from_generator`); write `out_dir`
+    (`save_pretrained`, atomically), the dvclive curves to `live_dir`, `metrics_path` (results)
+    and `timings_path` (the `TIMING_KEYS`; None: not written). `zoom` (generate.zoom): the gate
+    checks small lesions zoomed, so train and report that way. Returns the metrics and timings."""
+    from diffaug.data.prepared import load_fingerprint, load_split
+    from diffaug.io import atomic_dir, write_metrics
+    from diffaug.runtime import resolve_runtime
+    from diffaug.validator.loading import load_generator_parts
+
+    runtime = resolve_runtime(base)
+    train = load_split(prepared_dir, "train")
+    num_classes = int(load_fingerprint(prepared_dir)["num_classes"])
+    vae, unet_state = load_generator_parts(generator_dir, need_unet=cfg.init_from_generator)
+    table = train.table
+    with Curves(live_dir) as curves:
+        result = train_and_evaluate(train.images, train.masks, vae, cfg, num_classes, runtime,
+                                    generator_unet_state=unet_state, checkpoint_dir=checkpoint_dir, curves=curves,
+                                    size_class=table["size_class"].to_numpy() if "size_class" in table else None,
+                                    groups=table["group"].astype(str).to_numpy() if "group" in table else None,
+                                    zoom=zoom)
+    with atomic_dir(out_dir) as tmp:
+        result.net.save_pretrained(tmp)
+    write_metrics(metrics_path, timings_path, result.metrics, TIMING_KEYS)
+    return result.metrics
+
+
+__all__ = ["TIMING_KEYS", "ValidatorTrainResult", "evaluate", "measure_speed", "run_train_validator",
+           "train_and_evaluate"]

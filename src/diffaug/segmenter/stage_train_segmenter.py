@@ -1,4 +1,5 @@
-"""The `train_segmenter` stage as one function: load inputs, train one run, write its outputs."""
+"""The `train_segmenter` stage as one library call (`run_train_segmenter`): load inputs, train one run,
+write its outputs."""
 
 from __future__ import annotations
 
@@ -7,30 +8,18 @@ from typing import Any
 
 from diffaug.config import BaseConfig
 from diffaug.io import atomic_dir, write_metrics
-from diffaug.segmenter.config import RATIO_VARIANTS, TrainSegmenterConfig, parse_run_spec, run_group
-from diffaug.segmenter.runs import run_name
+from diffaug.segmenter.config import TrainSegmenterConfig, parse_run_spec, run_group
+from diffaug.segmenter.runs import SUPPLY_KEYS, run_name, synthetic_supply
 
 # flat numbers of the training summary that go into metrics/train_segmenter/<run>.json
 METRIC_KEYS = ("loss_first", "loss_last", "train_dice_last", "steps", "n_real", "n_val", "n_extra",
                "real_exposure", "extra_exposure_mean", "extra_weight_mean", "best_step", "val_dice_best",
                "resumed_from_step")
-SUPPLY_KEYS = ("synthetic_requested", "synthetic_used", "synthetic_shortfall")
 # and those that go into metrics/timings/train_segmenter/<run>.json
 TIMING_KEYS = ("seconds",)
 
 
-def synthetic_supply(variant: str, ratio: float, n_real: int, n_extra: int) -> dict[str, Any]:
-    """Extra pairs a run asked for and got. copypaste and diffaug ask for round(ratio × N_real)
-    (N_real: the real training pairs after the validation holdout; `train.build_extra_pairs`);
-    diffaug gets fewer when the gate accepted fewer, copypaste none when no mask has a lesion.
-    `synthetic_shortfall` is true when it got fewer than it asked for: then a higher
-    `train_segmenter.synthetic_ratio` adds nothing."""
-    requested = int(round(ratio * n_real)) if variant in RATIO_VARIANTS else 0
-    return {"synthetic_requested": requested, "synthetic_used": int(n_extra),
-            "synthetic_shortfall": bool(n_extra < requested)}
-
-
-def run_training(
+def run_train_segmenter(
     cfg: TrainSegmenterConfig, base: BaseConfig, spec: str, seed: int,
     prepared_dir: str | Path, gated_dir: str | Path, out_dir: str | Path, metrics_path: str | Path,
     live_dir: str | Path | None = None, generator_dir: str | Path = "data/generator",

@@ -1,4 +1,5 @@
-"""`prepare` as one library function: read (phantom or adapter) → write atomically → metrics."""
+"""The `prepare` stage as one library call (`run_prepare`): read (phantom or adapter) → write
+atomically → metrics."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def load_dataset(cfg: PrepareConfig, seed: int) -> Dataset:
     return load_real_dataset(cfg, seed)
 
 
-def prepare(cfg: PrepareConfig, seed: int, out_dir: str | Path, metrics_path: str | Path) -> dict[str, Any]:
+def run_prepare(cfg: PrepareConfig, seed: int, out_dir: str | Path, metrics_path: str | Path) -> dict[str, Any]:
     """Run the whole stage. All reading and checking happens before anything is written; the
     output folder is built in a temporary sibling and renamed into place, so bad input leaves
     `out_dir` exactly as it was. Returns the metrics written to `metrics_path`."""

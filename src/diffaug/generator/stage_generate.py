@@ -59,7 +59,7 @@ def compare_with_stock(gen: Any, sampler: Any, inputs: GenerateInputs, cfg: Gene
     prompt embeddings, steps, guidance, batches and seeds, interleaved (ours/stock, then
     stock/ours) so machine load hits both alike; per batch the fastest of `repeats` runs counts.
     ratio = ours / stock (goal ≤ 0.8). Both include VAE encode + denoising + decode."""
-    from diffaug.generator.sampling import run_stock, stock_pipeline
+    from diffaug.generator.sampling import stock_inpaint, stock_pipeline
 
     pipe = stock_pipeline(gen, sampler)
     nb = min(cfg.stock_backgrounds, n_backgrounds(inputs, cfg))
@@ -72,7 +72,7 @@ def compare_with_stock(gen: Any, sampler: Any, inputs: GenerateInputs, cfg: Gene
     for chunk in chunks:
         args = (inputs.normals[[s.bg_index for s in chunk]], np.stack([s.lesion for s in chunk]),
                 [s.row["prompt"] for s in chunk], [s.row["seed"] for s in chunk])
-        run_stock(pipe, sampler, *args, num_inference_steps=1)  # warm-up (first-call allocations)
+        stock_inpaint(pipe, sampler, *args, num_inference_steps=1)  # warm-up (first-call allocations)
         sampler(*args)  # warm-up (traces this batch shape if not done yet)
         best = {"ours": math.inf, "stock": math.inf}
         for r in range(repeats):
@@ -83,7 +83,7 @@ def compare_with_stock(gen: Any, sampler: Any, inputs: GenerateInputs, cfg: Gene
                 if which == "ours":
                     sampler(*args)
                 else:
-                    run_stock(pipe, sampler, *args)
+                    stock_inpaint(pipe, sampler, *args)
                 _sync(sampler.device)
                 best[which] = min(best[which], time.perf_counter() - t0)
         ours_t += best["ours"]
