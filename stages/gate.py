@@ -23,6 +23,7 @@ def main(
     raw: Path = typer.Option("data/synthetic/raw", help="generated samples (samples.npz, manifest.csv)"),
     validator: Path = typer.Option("data/validator", help="trained validator folder"),
     generator: Path = typer.Option("data/generator", help="generator folder (its vae/ is used)"),
+    prepared: Path = typer.Option("data/prepared", help="prepared data (its training split: gate.realism_max)"),
     generate_timings: Path = typer.Option("metrics/timings/generate.json", help="generate's timings (samples_per_s), optional"),
     out: Path = typer.Option("data/synthetic/gated", help="output folder"),
     metrics: Path = typer.Option("metrics/gate.json", help="metrics JSON"),
@@ -36,7 +37,7 @@ def main(
     base = load_section(params, "base")
     cfg = load_section(params, "gate")
     m = run_gate(cfg, base, raw, validator, generator, out, metrics, timings_path=timings,
-                 generate_timings=generate_timings).metrics
+                 generate_timings=generate_timings, prepared_dir=prepared).metrics
     if m["n_generated"] == 0:
         print(f"warning: {raw}: no generated samples; wrote empty accepted/rejected sets", file=sys.stderr)
     typer.echo(f"gate: accepted {m['n_accepted']}/{m['n_generated']} (rate {m['acceptance_rate']:.2f}) -> {out}")

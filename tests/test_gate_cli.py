@@ -254,3 +254,29 @@ def test_background_check_reports_and_optionally_rejects(trained, tmp_path):
     assert (report.accepted[~on_failed] == (report.manifest["iou"].to_numpy()[~on_failed] > 0.01)).all()
     assert m["background_residual_fraction"] == pytest.approx(len(failed) / 3)
     assert {"background_residual_fraction_classical", "background_residual_fraction_generator"} <= set(m)
+
+
+def test_realism_criterion_rejects_the_least_real_looking_samples(trained, tmp_path):
+    """gate.realism_max: samples are ranked by a two-sample test against real training lesions;
+    blurred samples rank as less real than sharp ones, and those above the bound are rejected."""
+    from scipy import ndimage
+
+    from diffaug.config import parse_section
+    from diffaug.validator.gate import gate_samples
+    from diffaug.validator.loading import load_validator, load_vae
+
+    images, masks = blob_data(40, seed=11)
+    blurred = np.stack([ndimage.gaussian_filter(im, (1.5, 1.5, 0)) for im in images[20:]])
+    images = np.concatenate([images[:20], blurred])
+    _write_raw(tmp_path / "raw", images, masks)
+    real_images, real_masks = blob_data(40, seed=12)
+    model = load_validator(trained / "validator", load_vae(trained / "generator"))
+    cfg = parse_section("gate", {"threshold": 0.01, "realism_max": 0.9,
+                                 "realism": {"folds": 4, "crop_size": 16, "steps": 60, "max_per_class": 40}})
+    report = gate_samples(tmp_path / "raw", model, cfg, train=(real_images, real_masks))
+    ranks = report.manifest["realism_rank"].to_numpy()
+    assert ranks[20:].mean() > ranks[:20].mean() + 0.2, ranks.round(2)
+    assert not report.accepted[ranks > 0.9].any() and report.metrics["n_rejected_realism"] >= 1
+    assert report.metrics["realism_auc_generated"] > 0.6
+    with pytest.raises(Exception, match="no prepared training split"):
+        gate_samples(tmp_path / "raw", model, cfg)

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from diffaug.config import Section
+from diffaug.evaluation.config import C2STConfig
 from diffaug.training.config import OptimConfig
 
 
@@ -122,3 +123,9 @@ class GateConfig(Section):
     # ...and with `background_reject` the samples painted on it are rejected. Off: the tiny validator
     # finds "lesion" in most lesion-free tissue too (docs/backgrounds.md).
     background_reject: bool = False
+    # Realism criterion (diffaug.validator.realism): reject a sample whose classifier two-sample-test
+    # rank against the training split's real lesions is above this (0.5 = as real-looking as a typical
+    # real lesion, 1 = more synthetic-looking than all of them). null = off (keep it off unless it
+    # improves downstream Dice).
+    realism_max: float | None = Field(None, gt=0, le=1)
+    realism: C2STConfig = C2STConfig()  # the test's classifier (as evaluate.synthetic.c2st)

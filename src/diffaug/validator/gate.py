@@ -142,8 +142,23 @@ def background_verdicts(validator, raw_dir: str | Path, manifest: pd.DataFrame, 
     return ok, {"background_check": "rejecting" if cfg.background_reject else "reported", **check.metrics}
 
 
+def realism_verdicts(samples: dict[str, np.ndarray], cfg: GateConfig, lesion_class: int,
+                     train: tuple[np.ndarray, np.ndarray] | None, seed: int) -> tuple[np.ndarray, dict]:
+    """(S,) realism ranks (NaN without the criterion) and their metrics; `gate.realism_max` needs
+    the training split (`train`: images, masks)."""
+    n = len(samples["ids"])
+    if cfg.realism_max is None or n == 0:
+        return np.full(n, np.nan), {}
+    if train is None:
+        raise InputError("gate.realism_max is set but no prepared training split was given; pass --prepared data/prepared")
+    from diffaug.validator.realism import realism_ranks
+
+    ranks, auc = realism_ranks(samples["images"], samples["masks"], *train, lesion_class, cfg.realism, 64, 0.25, seed)
+    return ranks, {"realism_auc_generated": auc, "realism_rank_mean": float(np.nanmean(ranks))}
+
+
 def gate_samples(raw_dir: str | Path, validator, cfg: GateConfig, seed: int = 0,
-                 generate_metrics: str | Path | None = None) -> GateReport:
+                 generate_metrics: str | Path | None = None, train: tuple[np.ndarray, np.ndarray] | None = None) -> GateReport:
     """Validate every generated sample; see the module docstring."""
     samples, manifest = read_raw(raw_dir)
     n = len(samples["ids"])
@@ -171,8 +186,12 @@ def gate_samples(raw_dir: str | Path, validator, cfg: GateConfig, seed: int = 0,
         pred = paste(np.zeros_like(samples["masks"]), pred, win, nearest=True)  # back at frame resolution
     bg_ok, bg_metrics = background_verdicts(validator, raw_dir, manifest, cfg, seed)
     keep_bg = bg_ok if cfg.background_reject else np.ones(n, dtype=bool)
-    accepted = (iou > cfg.threshold) & keep_bg if cfg.enabled else np.ones(n, dtype=bool)
+    ranks, realism_metrics = realism_verdicts(samples, cfg, num_classes, train, seed)
+    realistic = ~(ranks > cfg.realism_max) if cfg.realism_max is not None else np.ones(n, dtype=bool)  # NaN passes
+    accepted = (iou > cfg.threshold) & keep_bg & realistic if cfg.enabled else np.ones(n, dtype=bool)
     manifest = manifest.assign(iou=iou.round(6), background_ok=bg_ok, accepted=accepted)
+    if cfg.realism_max is not None:
+        manifest = manifest.assign(realism_rank=np.round(ranks, 4))
     generate_sps = generation_samples_per_s(generate_metrics)
     per_image = seconds / n if n else float("nan")
     metrics = {
@@ -188,6 +207,8 @@ def gate_samples(raw_dir: str | Path, validator, cfg: GateConfig, seed: int = 0,
         # passed the IoU test but sit on a failed background (rejected only with gate.background_reject)
         "n_on_failed_background": int(((iou > cfg.threshold) & ~bg_ok).sum()),
         **bg_metrics,
+        **realism_metrics,
+        "n_rejected_realism": int(((iou > cfg.threshold) & keep_bg & ~realistic).sum()) if cfg.enabled else 0,
         **by_size_class(manifest, iou, accepted),
     }
     return GateReport(samples=samples, manifest=manifest, pred_masks=pred.astype(np.uint8), accepted=accepted, metrics=metrics)
