@@ -34,9 +34,12 @@ def run_evaluate(
     ev = evaluate_predictions(test.masks, test.ids, test.table, fingerprint, preds, cfg, base.seed)
     if cfg.synthetic.enabled:
         lesion_class = resolve_lesion_class(cfg, len(fingerprint.get("class_names", [0, 1])))
-        train = load_split(prepared_dir, "train")  # the C2ST's real crops: the backgrounds' own sequences
+        # the C2ST's real crops: the training split, the backgrounds' own sequences (test split without one)
+        has_train = (Path(prepared_dir) / "train.npz").is_file()
+        train = load_split(prepared_dir, "train") if has_train else None
         ev.metrics["synthetic"] = synthetic_quality(
-            gated_dir, test.images, test.masks, lesion_class, cfg.synthetic, base.seed, train.images, train.masks
+            gated_dir, test.images, test.masks, lesion_class, cfg.synthetic, base.seed,
+            train.images if train else None, train.masks if train else None,
         )
     write_evaluation(
         ev, {p.name: p.masks for p in preds}, test.images, test.masks, test.ids.astype(str),
