@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from diffaug.zoom import crop, paste
+
 
 def feather_alpha(mask: np.ndarray, sigma: float, dilate: int) -> np.ndarray:
     """(H, W) bool -> (H, W) float32 α in [0, 1]: 1 on the mask, a Gaussian fall-off outside."""
@@ -35,3 +37,13 @@ def composite(original: np.ndarray, decoded: np.ndarray, mask: np.ndarray, sigma
     keep = alpha[..., 0] == 0
     out[keep] = original[keep]
     return out
+
+
+def paint_regions(sampler, frames: np.ndarray, regions: np.ndarray, windows: np.ndarray, prompts: list[str],
+                  seeds: list[int], sigma: float, dilate: int) -> np.ndarray:
+    """Inpaint `regions` (B, H, W) bool of uint8 `frames` (B, H, W, 3) with `sampler`, each in its
+    zoom window (side 0 = whole frame) resized to the frame size, then paste back and composite:
+    -> uint8 (B, H, W, 3). Lesions (generate) and lesion holes (normals) are painted this way."""
+    decoded = sampler(crop(frames, windows), crop(regions.astype(np.uint8), windows, nearest=True) > 0, prompts, seeds)
+    decoded = paste(frames.astype(np.float32) / 255, decoded, windows)  # (B, H, W, 3) in [0, 1]; outside a window: the frame
+    return np.stack([composite(frames[k], decoded[k], regions[k], sigma, dilate) for k in range(len(frames))])

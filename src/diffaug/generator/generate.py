@@ -30,12 +30,12 @@ import numpy as np
 import pandas as pd
 
 from diffaug.errors import InputError
-from diffaug.generator.compositing import composite
+from diffaug.generator.compositing import paint_regions
 from diffaug.generator.config import GenerateConfig, PromptBanks
 from diffaug.generator.normals import Backgrounds, check_can_remove, remove_with_generator, removable
 from diffaug.generator.placement import place_lesion
 from diffaug.generator.prompts import caption_for, negative_prompt
-from diffaug.zoom import crop, paste, window_for, windows_array
+from diffaug.zoom import window_for, windows_array
 
 MANIFEST_COLUMNS = [
     "sample_id", "background_id", "prompt", "negative_prompt", "mask_id", "transform", "seed", "steps",
@@ -204,13 +204,9 @@ def make_sampler(gen: Any, cfg: GenerateConfig, banks: PromptBanks, family: str,
 def paint(sampler: Any, inputs: GenerateInputs, specs: list[SampleSpec], cfg: GenerateConfig) -> tuple[np.ndarray, np.ndarray]:
     """Sample one batch (zoomed samples as their windows, resized to the frame) and composite each
     result onto its background. -> images, intended masks."""
-    bgs = inputs.normals[[s.bg_index for s in specs]]
-    lesions = np.stack([s.lesion for s in specs])
     win = windows_array([(s.row["window_y"], s.row["window_x"], s.row["window_side"]) for s in specs])
-    zoomed_lesions = crop(lesions.astype(np.uint8), win, nearest=True) > 0
-    decoded = sampler(crop(bgs, win), zoomed_lesions, [s.row["prompt"] for s in specs], [s.row["seed"] for s in specs])
-    decoded = paste(bgs.astype(np.float32) / 255, decoded, win)  # (B, H, W, 3) in [0, 1]; outside a window: the background
-    out = np.stack([composite(bgs[k], decoded[k], lesions[k], cfg.feather_sigma, cfg.feather_dilate) for k in range(len(specs))])
+    out = paint_regions(sampler, inputs.normals[[s.bg_index for s in specs]], np.stack([s.lesion for s in specs]), win,
+                        [s.row["prompt"] for s in specs], [s.row["seed"] for s in specs], cfg.feather_sigma, cfg.feather_dilate)
     return out, np.stack([s.intended for s in specs])
 
 

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from diffaug.errors import InputError
-from diffaug.generator.compositing import composite
-from diffaug.zoom import crop, paste, window_for, windows_array
+from diffaug.generator.compositing import paint_regions
+from diffaug.zoom import window_for, windows_array
 
 PREFIX = "inpainted:"
 
@@ -85,12 +85,9 @@ def remove_with_generator(sampler: Any, bg: Backgrounds, prompt: str, zoom: Any,
     images, methods = bg.images.copy(), bg.methods.astype(object).copy()
     for s in range(0, len(todo), batch_size):
         idx = todo[s : s + batch_size]
-        frames, holes = bg.originals[idx], bg.holes[idx]
+        holes = bg.holes[idx]
         win = windows_array([window_for(h, zoom) for h in holes])  # small holes: painted zoomed, like small lesions
-        decoded = sampler(crop(frames, win), crop(holes.astype(np.uint8), win, nearest=True) > 0,
-                          [prompt] * len(idx), [removal_seed(base_seed, int(i)) for i in idx])
-        decoded = paste(frames.astype(np.float32) / 255, decoded, win)  # (B, H, W, 3) in [0, 1]
-        for k, i in enumerate(idx):
-            images[i] = composite(frames[k], decoded[k], holes[k], feather_sigma, feather_dilate)
-            methods[i] = "generator"
+        images[idx] = paint_regions(sampler, bg.originals[idx], holes, win, [prompt] * len(idx),
+                                    [removal_seed(base_seed, int(i)) for i in idx], feather_sigma, feather_dilate)
+        methods[idx] = "generator"
     return Backgrounds(images, bg.originals, bg.holes, methods.astype(str))
