@@ -32,6 +32,6 @@ def main(
     result = run_prepare(cfg, base.seed, out, metrics)
     typer.echo(
         f"prepare: {cfg.dataset} ({result['family']}) → {out}: train {result['n_train']}, "
-        f"test {result['n_test']}, normals {result['n_normals']}, mask bank {result['n_mask_bank']}, "
+        f"test {result['n_test']}, normals {result['n_normals']}, mask bank {result['n_mask_bank']}, unlabelled {result['n_unlabelled']}, "
         f"automatic fixes {result['fixes_total']}"
     )

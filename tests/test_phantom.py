@@ -25,16 +25,16 @@ def default_polyp():
 
 
 def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path):
-    cfg = PrepareConfig(phantom=PhantomConfig(train=6, test=3, normals=2), image_size=32)
+    cfg = PrepareConfig(phantom=PhantomConfig(train=6, test=3, normals=2, unlabelled=4), image_size=32)
     run_prepare(cfg, 7, tmp_path / "a", tmp_path / "a.json")
     run_prepare(cfg, 7, tmp_path / "b", tmp_path / "b.json")
     run_prepare(cfg, 8, tmp_path / "c", tmp_path / "c.json")
     a, b, c = _digests(tmp_path / "a"), _digests(tmp_path / "b"), _digests(tmp_path / "c")
     assert set(a) == {"train.npz", "test.npz", "normals.npz", "mask_bank.npz", "mask_bank.csv", "manifest.csv",
-                      "fingerprint.json", "preview.png"}
+                      "fingerprint.json", "preview.png", "unlabelled.npz"}
     assert a == b  # identical bytes → identical DVC hashes
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
-    assert a["train.npz"] != c["train.npz"]
+    assert a["train.npz"] != c["train.npz"] and a["unlabelled.npz"] != c["unlabelled.npz"]
 
 
 def test_polyp_frames_look_like_endoscopy(default_polyp):

@@ -21,7 +21,7 @@ def prepared(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("prep")
     params = tmp / "params.yaml"
     params.write_text(yaml.safe_dump({"base": {"seed": 3}, "prepare": {
-        "image_size": 32, "preview_count": 6, "phantom": {"train": 10, "test": 5, "normals": 4}}}))
+        "image_size": 32, "preview_count": 6, "phantom": {"train": 10, "test": 5, "normals": 4, "unlabelled": 7}}}))
     result = CliRunner().invoke(app, ["prepare", "--params", str(params), "--out", str(tmp / "prepared"),
                                       "--metrics", str(tmp / "metrics" / "prepare.json")])
     assert result.exit_code == 0, result.output
@@ -64,7 +64,7 @@ def test_manifest_mask_bank_fingerprint_preview(prepared):
     for key in ("family", "num_classes", "class_names", "image_size", "counts", "intensity", "lesion_area",
                 "size_classes", "contrast", "fixes", "small_area_frac", "cdr", "threshold_baseline"):
         assert key in fp, key
-    assert fp["counts"] == {"train": 10, "test": 5, "normals": 4, "mask_bank": len(bank)}
+    assert fp["counts"] == {"train": 10, "test": 5, "normals": 4, "mask_bank": len(bank), "unlabelled": 7}
     assert fp["image_size"] == 32 and fp["size_classes"]["thresholds"]["small"] == 0.05
     assert sum(fp["lesion_area"]["counts"]) == 10 and len(fp["intensity"]["mean"]) == 3
     assert sum(fp["size_classes"]["counts"]["test"].values()) == 5

@@ -222,9 +222,12 @@ def load_real_dataset(cfg: PrepareConfig, seed: int) -> Dataset:
     stems = pair_files(images, masks, mask_dir, image_dir)
     rng = np.random.default_rng([seed, 101])
     train_stems, test_stems, unit = split_stems(cfg, root, stems, rng)
+    beyond_limit: list[str] = []  # training frames past train_limit: unlabelled_from_train's images
     if cfg.train_limit is not None and cfg.train_limit < len(train_stems):
         keep = rng.permutation(len(train_stems))[: cfg.train_limit]
-        train_stems = sorted(train_stems[i] for i in keep)
+        kept = {train_stems[i] for i in keep}
+        beyond_limit = [s for s in train_stems if s not in kept]
+        train_stems = sorted(kept)
 
     # what must stay on one side of a split (the validation part of train too): the video sequence
     groups = {}
@@ -249,4 +252,25 @@ def load_real_dataset(cfg: PrepareConfig, seed: int) -> Dataset:
         method = "training frames with the lesion removed by a diffusion fill (source 'inpainted:...')"
         if len(extra):
             method += f"; plus {min(len(extra), cfg.max_normals)} frames with empty masks"
-    return Dataset(cfg.family, cfg.dataset, train, test, normals, fixes, unit, method)
+    unlabelled = _unlabelled(cfg, root, seed, beyond_limit, set(test_stems), images, groups, fixes)
+    return Dataset(cfg.family, cfg.dataset, train, test, normals, fixes, unit, method, unlabelled)
+
+
+def _unlabelled(cfg: PrepareConfig, root: Path, seed: int, beyond_limit: list[str], test_stems: set[str],
+                images: dict[str, Path], groups: dict[str, str], fixes: Counter) -> Split:
+    """The folder's frames, then (`unlabelled_from_train`) the training frames past the limit,
+    images only; each keeps its group (sequence), so a frame of a validation video is known."""
+    from diffaug.data.unlabelled import concat, images_only, read_unlabelled_folder
+
+    parts = []
+    if cfg.unlabelled:
+        parts.append(read_unlabelled_folder(cfg, fixes, test_stems, np.random.default_rng([seed, 103])))
+    if cfg.unlabelled_from_train and beyond_limit:
+        size = cfg.image_size
+        frames = np.zeros((len(beyond_limit), size, size, 3), np.uint8)
+        for i, stem in enumerate(track(beyond_limit, "prepare: reading training frames beyond train_limit")):
+            frames[i] = resize_image(read_image(images[stem], fixes), size)
+        sources = [str(images[s].relative_to(root)) if images[s].is_relative_to(root) else str(images[s])
+                   for s in beyond_limit]
+        parts.append(images_only(frames, list(beyond_limit), sources, [groups.get(s, s) for s in beyond_limit]))
+    return concat(parts, cfg.image_size)

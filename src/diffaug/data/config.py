@@ -22,6 +22,9 @@ class PhantomConfig(Section):
     # painted: tests/test_gate_discrimination.py); the defaults mimic the paper's hard-case mix.
     small_share: float = Field(0.35, ge=0.0, le=1.0)  # lesions drawn from the small range (0.6-4.5 % of the frame)
     flat_share: float = Field(0.25, ge=0.0, le=1.0)  # lesions barely raised and barely recoloured ("flat")
+    # frames rendered like the training ones (lesions included) whose masks are dropped: the
+    # unlabelled frames of data/prepared/unlabelled.npz (diffaug.data.unlabelled); 0 = none
+    unlabelled: int = Field(240, ge=0)
 
 
 class SplitFiles(Section):
@@ -43,6 +46,12 @@ class PrepareConfig(Section):
     flat_contrast: float = Field(0.06, ge=0.0, le=1.0)  # real data: lesion-vs-ring luminance contrast below this = "flat"
     cdr_normal_max: float = Field(0.5, gt=0.0, lt=1.0)  # fundus: CDR below this counts as normal (paper: early glaucoma 0.5-0.6)
     max_normals: int = Field(200, ge=1)  # real data: at most this many normal backgrounds
+    # unlabelled frames (diffaug.data.unlabelled): a folder of images without masks (relative to
+    # root) and/or the training frames beyond train_limit, images only; the generator's phases
+    # (a)/(b) and the pseudolabel run use them
+    unlabelled: str | None = None
+    unlabelled_from_train: bool = False  # needs train_limit; never a test frame
+    max_unlabelled: int = Field(0, ge=0)  # at most this many frames from the folder (seeded subset); 0 = all
     empty_masks: Literal["error", "normal"] = "error"  # an all-zero mask: fail, or use the frame as a normal background
     preview_count: int = Field(24, ge=1, le=256)  # frames shown in preview.png
     # Adapter options (real data sets only)
@@ -65,6 +74,14 @@ class PrepareConfig(Section):
     def _root_needed(self) -> PrepareConfig:
         if self.dataset != "phantom" and not self.root:
             raise ValueError(f"dataset '{self.dataset}' needs prepare.root: the folder holding the data set")
+        return self
+
+    @model_validator(mode="after")
+    def _unlabelled_source(self) -> PrepareConfig:
+        if self.unlabelled_from_train and self.dataset == "phantom":
+            raise ValueError("unlabelled_from_train is for real data sets; the phantom renders prepare.phantom.unlabelled frames")
+        if self.unlabelled_from_train and self.train_limit is None:
+            raise ValueError("unlabelled_from_train takes the training frames beyond prepare.train_limit; set train_limit")
         return self
 
     @property

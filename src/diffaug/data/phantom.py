@@ -7,6 +7,8 @@ frame does not change when the counts of other splits do.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from diffaug.data.config import PrepareConfig
@@ -15,7 +17,7 @@ from diffaug.data.phantom_polyp import render_polyp_frame
 from diffaug.data.samples import Dataset, Split
 from diffaug.progress import track
 
-_SPLIT_CODE = {"train": 0, "test": 1, "normals": 2}
+_SPLIT_CODE = {"train": 0, "test": 1, "normals": 2, "unlabelled": 3}
 _FAMILY_CODE = {"polyp": 11, "fundus": 23}
 
 
@@ -44,6 +46,7 @@ def _render_split(cfg: PrepareConfig, seed: int, split: str, count: int) -> Spli
 def generate_phantom(cfg: PrepareConfig, seed: int) -> Dataset:
     """Render train/test/normals for `cfg.phantom.family` at `cfg.image_size`."""
     p = cfg.phantom
+    fixes: Counter = Counter()  # automatic fixes of the unlabelled folder's files, if one is read
     normals_method = (
         "phantom frames rendered without a lesion"
         if p.family == "polyp"
@@ -58,4 +61,18 @@ def generate_phantom(cfg: PrepareConfig, seed: int) -> Dataset:
         normals=_render_split(cfg, seed, "normals", p.normals),
         split_unit="frame",
         normals_method=normals_method,
+        fixes=fixes,
+        unlabelled=_unlabelled(cfg, seed, fixes),
     )
+
+
+def _unlabelled(cfg: PrepareConfig, seed: int, fixes: Counter) -> Split:
+    """Frames drawn like the training ones (their own seeds), lesions included, masks dropped;
+    plus a folder of frames when prepare.unlabelled names one."""
+    from diffaug.data.unlabelled import concat, images_only, read_unlabelled_folder
+
+    rendered = _render_split(cfg, seed, "unlabelled", cfg.phantom.unlabelled)
+    parts = [images_only(rendered.images, rendered.ids, rendered.sources, rendered.ids)]
+    if cfg.unlabelled:
+        parts.append(read_unlabelled_folder(cfg, fixes, set(), np.random.default_rng([seed, 103])))
+    return concat(parts, cfg.image_size)

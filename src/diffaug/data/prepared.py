@@ -9,6 +9,8 @@ Layout (docs/architecture.md, "Prepared data"):
   mask_bank.csv         mask_id, source_id, area_frac, size_class, cy, cx, height, width (pixels)
   manifest.csv          id, split, source, family, lesion_area_frac, size_class, contrast, flat, cdr,
                         group (what a split keeps together: the video sequence, else the id)
+  unlabelled.npz        frames without masks (diffaug.data.unlabelled): images uint8 (U, H, W, 3),
+                        ids str (U,), groups str (U,) (video sequence, else the id); U may be 0
   fingerprint.json      family, classes, sizes, counts, statistics, automatic fixes
   preview.png           titled, labelled sections: train frames with mask contours, normals, mask bank
 """
@@ -83,6 +85,17 @@ def load_split(prepared_dir: str | Path, name: str) -> PreparedSplit:
         table = load_manifest(prepared_dir)
         table = table[table["split"] == name].set_index("id").loc[list(ids)].reset_index()
     return PreparedSplit(name, arrays.get("images"), arrays["masks"], ids, table)
+
+
+def load_unlabelled(prepared_dir: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images uint8 (U, H, W, 3), ids str (U,), groups str (U,)) of `unlabelled.npz`; U = 0 when
+    prepare had none (or the folder predates the file)."""
+    path = Path(prepared_dir) / "unlabelled.npz"
+    if not path.is_file():
+        size = int(load_fingerprint(prepared_dir).get("image_size", 64))
+        return np.zeros((0, size, size, 3), np.uint8), np.zeros(0, str), np.zeros(0, str)
+    arrays = load_npz(path)
+    return arrays["images"], arrays["ids"].astype(str), arrays["groups"].astype(str)
 
 
 def load_manifest(prepared_dir: str | Path) -> pd.DataFrame:
@@ -185,6 +198,10 @@ def write_prepared(data: Dataset, out_dir: str | Path, *, image_size: int, small
         split: Split = getattr(data, name)
         save_npz(out_dir / f"{name}.npz", images=split.images, masks=split.masks, ids=np.asarray(split.ids, dtype=str))
 
+    unl = data.unlabelled if data.unlabelled is not None else Split.empty(image_size)
+    save_npz(out_dir / "unlabelled.npz", images=unl.images, ids=np.asarray(unl.ids, dtype=str),
+             groups=np.asarray(unl.groups, dtype=str))
+
     rows = {name: _manifest_rows(name, getattr(data, name), data, small_area_frac, flat_contrast) for name in SPLITS}
     manifest = pd.DataFrame([r for name in SPLITS for r in rows[name]], columns=MANIFEST_COLUMNS)
     manifest.to_csv(out_dir / "manifest.csv", index=False, lineterminator="\n")
@@ -201,7 +218,8 @@ def write_prepared(data: Dataset, out_dir: str | Path, *, image_size: int, small
         "num_classes": data.num_classes,
         "class_names": CLASS_NAMES[data.family],
         "image_size": image_size,
-        "counts": {name: len(getattr(data, name)) for name in SPLITS} | {"mask_bank": len(bank_ids)},
+        "counts": {name: len(getattr(data, name)) for name in SPLITS} | {"mask_bank": len(bank_ids),
+                                                                          "unlabelled": len(unl)},
         "intensity": intensity(data.train.images),
         "lesion_area": histogram([r["lesion_area_frac"] for r in lesion_rows], AREA_BINS)
         | {"mean": float(np.mean([r["lesion_area_frac"] for r in lesion_rows])) if lesion_rows else None},
@@ -229,7 +247,7 @@ def write_prepared(data: Dataset, out_dir: str | Path, *, image_size: int, small
     show = min(preview_count, len(data.train))
     counts = fingerprint["counts"]
     title = (f"prepare: {data.source} ({data.family}), {counts['train']} train / {counts['test']} test / "
-             f"{counts['normals']} normals / {counts['mask_bank']} mask-bank shapes; first {show} train frames shown")
+             f"{counts['normals']} normals / {counts['mask_bank']} mask-bank shapes / {counts['unlabelled']} unlabelled; first {show} train frames shown")
     save_preview(out_dir / "preview.png", data.train.images[:show], data.train.masks[:show],
                  data.normals.images, data.normals.masks, bank=bank, title=title,
                  class_names=CLASS_NAMES[data.family])
@@ -266,6 +284,7 @@ def _metrics(fp: dict[str, Any], rows: dict[str, list[dict]]) -> dict[str, Any]:
         "n_test": fp["counts"]["test"],
         "n_normals": fp["counts"]["normals"],
         "n_mask_bank": fp["counts"]["mask_bank"],
+        "n_unlabelled": fp["counts"]["unlabelled"],
         "n_small_train": sizes["train"]["small"],
         "n_small_test": sizes["test"]["small"],
         "n_flat_train": fp["contrast"]["flat_counts"]["train"],

@@ -69,6 +69,7 @@ class Dataset:
     fixes: Counter = field(default_factory=Counter)  # automatic safe fixes, by kind
     split_unit: str = "frame"  # what the train/test split kept together: frame | sequence | official
     normals_method: str = ""  # how lesion-free backgrounds were obtained (documented in the fingerprint)
+    unlabelled: Split | None = None  # frames without masks (diffaug.data.unlabelled); None = none
 
     @property
     def num_classes(self) -> int:

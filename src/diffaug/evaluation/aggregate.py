@@ -86,7 +86,8 @@ def seed_averaged_dice(per_image: pd.DataFrame, group: str, ids: list[str]) -> n
 
 def comparisons(groups: dict[str, dict[str, Any]], baseline: str) -> list[tuple[str, str]]:
     """Pairs (a, b) to test: every augmentation group against the baseline (`standard`), and each
-    diffaug group against copypaste (same ratio when trained, else every copypaste group)."""
+    diffaug group against its rivals, copypaste and pseudolabel (same ratio when trained, else
+    every group of that rival)."""
     pairs = []
     names = list(groups)
     if baseline in groups:
@@ -94,9 +95,10 @@ def comparisons(groups: dict[str, dict[str, Any]], baseline: str) -> list[tuple[
     for g in names:
         if groups[g]["variant"] != "diffaug":
             continue
-        cps = [c for c in names if groups[c]["variant"] == "copypaste"]
-        same = [c for c in cps if groups[c]["ratio"] == groups[g]["ratio"]]
-        pairs += [(g, c) for c in (same or cps) if (g, c) not in pairs]
+        for rival in ("copypaste", "pseudolabel"):
+            cps = [c for c in names if groups[c]["variant"] == rival]
+            same = [c for c in cps if groups[c]["ratio"] == groups[g]["ratio"]]
+            pairs += [(g, c) for c in (same or cps) if (g, c) not in pairs]
     return pairs
 
 

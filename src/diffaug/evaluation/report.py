@@ -64,6 +64,9 @@ def _supply(groups: dict[str, dict[str, Any]]) -> list[str]:
                 accepted = "none" if used == 0 else f"only {used}"
                 why = (f"the gate accepted {accepted}; a higher `train_segmenter.synthetic_ratio` adds nothing "
                        "until it accepts more")
+            elif b["variant"] == "pseudolabel":
+                why = (f"only {used} unlabelled frames were confident enough; add unlabelled frames or lower "
+                       "`train_segmenter.pseudolabel.min_confidence`")
             else:
                 why = "no lesion in the training masks to paste"
             short.append(f"**{g} trained on {used} of the {req} extra pairs it asked for**: {why}.")

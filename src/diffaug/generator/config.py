@@ -142,12 +142,15 @@ class PhaseConfig(OptimConfig):
     """One optimisation phase. Paper (fine-tuning): AdamW lr 1e-5, batch 8, 50,000 steps."""
 
     steps: int = Field(ge=0)  # optimizer steps; 0 skips the phase
+    # at least this many passes over the phase's data: steps = max(steps, ceil(epochs x N / (batch x
+    # accum))), so more (unlabelled) frames get more steps; 0 = `steps` whatever N is
+    epochs: float = Field(0.0, ge=0)
     lr: float = Field(gt=0)  # peak learning rate (cosine decay to lr * min_lr_ratio after warmup)
     batch_size: int = Field(8, ge=1)  # per process and per accumulation micro-step
 
 
 class VAEPhaseConfig(PhaseConfig):
-    """Phase (a): VAE on every available frame. L1 + kl_weight·KL (+ disc_weight·hinge GAN)."""
+    """Phase (a): VAE on every frame prepare has (train, normals, unlabelled). L1 + kl_weight·KL (+ disc_weight·hinge GAN)."""
 
     steps: int = Field(400, ge=0)
     lr: float = Field(2e-3, gt=0)
@@ -158,7 +161,6 @@ class VAEPhaseConfig(PhaseConfig):
     disc_lr: float = Field(1e-3, gt=0)
     disc_betas: list[float] = Field([0.5, 0.9], min_length=2, max_length=2)  # Adam betas of the discriminator (GAN practice)
     scale_frames: int = Field(256, ge=1)  # frames whose latents set the VAE scaling factor (1/std)
-    extra_frames_dir: str = ""  # optional folder of unlabelled frames (png/jpg) added to VAE + phase (b) data
 
 
 class UNetPhaseConfig(PhaseConfig):

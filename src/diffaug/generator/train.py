@@ -19,7 +19,7 @@ one would.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -252,10 +252,19 @@ def phase_fingerprints(cfg: Any, runtime: Runtime, data: TrainData, captions: li
     return {"vae": vae, "pretrain": pretrain, "finetune": finetune}
 
 
-def phase_steps(cfg: Any) -> dict[str, int]:
-    return {"vae": cfg.vae_phase.steps if cfg.train_vae else 0,
-            "pretrain": cfg.pretrain_phase.steps if cfg.pretrain_unet else 0,
-            "finetune": cfg.finetune_phase.steps}
+def effective_steps(phase: Any, n_items: int) -> int:
+    """`phase.steps`, raised to `phase.epochs` passes over `n_items` when that needs more."""
+    per_step = phase.batch_size * phase.grad_accum
+    return max(phase.steps, math.ceil(phase.epochs * n_items / per_step)) if phase.steps else 0
+
+
+def phase_steps(cfg: Any, data: TrainData) -> dict[str, int]:
+    """Optimiser steps per phase: (a)/(b) over every frame (labelled + normals + unlabelled),
+    (c) over the lesion pairs (zoomed windows included)."""
+    n_frames, n_lesions = len(data.frames), len(data.lesion_images)
+    return {"vae": effective_steps(cfg.vae_phase, n_frames) if cfg.train_vae else 0,
+            "pretrain": effective_steps(cfg.pretrain_phase, n_frames) if cfg.pretrain_unet else 0,
+            "finetune": effective_steps(cfg.finetune_phase, n_lesions)}
 
 
 def finetune_generator(cfg: Any, runtime: Runtime, data: TrainData, ckpt_dir: str | Path,
@@ -282,7 +291,7 @@ def finetune_generator(cfg: Any, runtime: Runtime, data: TrainData, ckpt_dir: st
     from accelerate import PartialState
 
     fingerprints = phase_fingerprints(cfg, runtime, data, captions, PartialState().num_processes)
-    steps = phase_steps(cfg)
+    steps = phase_steps(cfg, data)
     phase_cfg = {"vae": cfg.vae_phase, "pretrain": cfg.pretrain_phase, "finetune": cfg.finetune_phase}
     offset, steps_run, resumed_from, latents = 0, 0, 0, None
     curves = Curves(live_dir)
@@ -296,6 +305,7 @@ def finetune_generator(cfg: Any, runtime: Runtime, data: TrainData, ckpt_dir: st
                 InpaintTask(phase, gen, data, cfg, latents, captions, bank, device)
             task.model.train().requires_grad_(True)
             schedule = phase_cfg[phase].schedule(cfg.checkpoint_every, cfg.log_every)
+            schedule = replace(schedule, steps=steps[phase])
             trainer = Trainer(runtime, schedule, phase, fingerprints[phase], ckpt_dir, curves, f"{phase}/", offset,
                               seed=runtime.seed + 1000 * (i + 1),
                               stop_after=None if stop_after is None else stop_after - steps_run,

@@ -1,7 +1,7 @@
 """Training data of `finetune_generator`, read from `prepare`'s folder.
 
-Frames for phases (a)/(b) = train images + normal backgrounds (+ an optional folder of unlabelled
-frames, `finetune_generator.vae_phase.extra_frames_dir`); lesion pairs for phase (c) = training
+Frames for phases (a)/(b) = train images + normal backgrounds + prepare's unlabelled frames
+(`data/prepared/unlabelled.npz`: the stand-in for a pretrained prior); lesion pairs for phase (c) = training
 frames whose lesion mask (polyp: the lesion; fundus: the cup) is non-empty, with their
 manifest rows for captioning, plus zoomed windows around those lesions (`generate.zoom`:
 generate paints a small lesion in such a window, so phase (c) learns what a lesion looks like
@@ -19,11 +19,11 @@ from diffaug.errors import InputError
 from diffaug.training.state import array_digest
 from diffaug.generator.train import TrainData
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
 
 def _resize(images: np.ndarray, size: int, masks: bool = False) -> np.ndarray:
-    if images.shape[0] == 0 or images.shape[1] == size:
+    if images.shape[0] == 0:
+        return np.zeros((0, size, size, *images.shape[3:]), images.dtype)
+    if images.shape[1] == size:
         return images
     import torch
     import torch.nn.functional as F
@@ -37,26 +37,8 @@ def _resize(images: np.ndarray, size: int, masks: bool = False) -> np.ndarray:
     return out.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
-def load_extra_frames(folder: str | Path, size: int) -> np.ndarray:
-    """Unlabelled frames (any size, RGB/grey) from a folder, resized to `size`."""
-    from PIL import Image
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: extra frames folder not found; fix finetune_generator.vae_phase.extra_frames_dir or set it to ''")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    out = []
-    for p in files:
-        try:
-            with Image.open(p) as im:
-                out.append(np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)))
-        except OSError:
-            raise InputError(f"{p}: not a readable image; remove it from the extra frames folder") from None
-    return np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)
-
-
 def load_train_data(prepared_dir: str | Path, cfg: Any, zoom: Any = None, seed: int = 0) -> TrainData:
-    from diffaug.data.prepared import load_fingerprint, load_split
+    from diffaug.data.prepared import load_fingerprint, load_split, load_unlabelled
     from diffaug.data.stats import lesion_mask
 
     fp = load_fingerprint(prepared_dir)
@@ -72,10 +54,9 @@ def load_train_data(prepared_dir: str | Path, cfg: Any, zoom: Any = None, seed: 
             f"image size {size} is not divisible by the VAE x UNet downsampling; "
             "set finetune_generator.image_size to a multiple of it"
         )
-    parts = [_resize(train.images, size), _resize(normals.images, size)] if normals.images is not None else [_resize(train.images, size)]
-    if cfg.vae_phase.extra_frames_dir:
-        parts.append(load_extra_frames(cfg.vae_phase.extra_frames_dir, size))
-    frames = np.concatenate(parts)
+    parts = [train.images] + ([normals.images] if normals.images is not None else [])
+    parts.append(load_unlabelled(prepared_dir)[0])
+    frames = np.concatenate([_resize(p, size) for p in parts])
     les = np.stack([lesion_mask(m, family) for m in train.masks]).astype(np.uint8)
     keep = np.flatnonzero(les.reshape(len(les), -1).any(axis=1))
     if keep.size == 0:

@@ -11,6 +11,10 @@ Variants:
 - `standard`: rotation, flip, scale and elastic deformation, applied jointly to image and mask.
 - `copypaste`: standard + round(ratio × N_real) composites of real lesions pasted (rescaled,
   feathered) onto other training images: the cheap baseline diffaug must beat.
+- `pseudolabel`: standard + round(ratio × N_real) unlabelled frames (data/prepared/unlabelled.npz)
+  with a teacher's masks: the teacher is the `standard` run of the same seed (trained again
+  inside this run, identical by determinism), frames whose mean max-probability is above
+  `pseudolabel.min_confidence` qualify. The rival that uses the unlabelled frames too.
 - `diffaug`: standard + round(ratio × N_real) accepted synthetic pairs from the gate.
 
 Exposure (why the mix is not a naive 1:1): the budget is `steps` optimiser steps and every batch
@@ -29,9 +33,9 @@ from pydantic import Field, field_validator, model_validator
 from diffaug.config import Section
 from diffaug.training.config import OptimConfig
 
-VARIANTS = ("none", "standard", "copypaste", "diffaug")
+VARIANTS = ("none", "standard", "copypaste", "pseudolabel", "diffaug")
 # Variants that add extra pairs and therefore take a ratio > 0; the others must say r0.
-RATIO_VARIANTS = ("copypaste", "diffaug")
+RATIO_VARIANTS = ("copypaste", "pseudolabel", "diffaug")
 _SPEC = re.compile(r"^(?P<variant>[a-z_]+)(?:-r(?P<ratio>-?[0-9]+(?:\.[0-9]+)?))?$")
 
 
@@ -112,6 +116,14 @@ class CopyPasteConfig(Section):
         return self
 
 
+class PseudolabelConfig(Section):
+    """How `pseudolabel` turns unlabelled frames into extra pairs (self-training, one round)."""
+
+    # a frame qualifies when the teacher's max class probability, averaged over its pixels, is
+    # above this (the usual confidence filter of self-training)
+    min_confidence: float = Field(0.9, ge=0, lt=1)
+
+
 class LatentSegmenterConfig(Section):
     """`architecture: latent`: the validator's network trained as the segmenter (eq. 10–12 objective).
     Its sizes and mask codec come from the trained validator (data/validator/config.json)."""
@@ -131,7 +143,7 @@ class TrainSegmenterConfig(OptimConfig):
 
     # --- what `dvc repro` trains (DVC matrix: runs × seeds) ---
     runs: list[str] = Field(
-        default_factory=lambda: ["none", "standard", "copypaste", "diffaug"], min_length=1
+        default_factory=lambda: ["none", "standard", "copypaste", "pseudolabel", "diffaug"], min_length=1
     )  # a variant (ratio from synthetic_ratio) or '<variant>-r<ratio>'; paper sweep 0.5, 1, 2, 3, 5 (best 3)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)  # >= 5 for the full comparison (params/full_comparison.yaml)
 
@@ -174,6 +186,7 @@ class TrainSegmenterConfig(OptimConfig):
 
     augment: StandardAugmentConfig = Field(default_factory=StandardAugmentConfig)
     copypaste: CopyPasteConfig = Field(default_factory=CopyPasteConfig)
+    pseudolabel: PseudolabelConfig = Field(default_factory=PseudolabelConfig)
     latent: LatentSegmenterConfig = Field(default_factory=LatentSegmenterConfig)
 
     eval_batch_size: int = Field(64, ge=1)  # images per forward pass at inference

@@ -41,9 +41,10 @@ def planned_runs(cfg: TrainSegmenterConfig) -> list[PlannedRun]:
 
 
 def synthetic_supply(variant: str, ratio: float, n_real: int, n_extra: int) -> dict[str, Any]:
-    """Extra pairs a run asked for and got. copypaste and diffaug ask for round(ratio × N_real)
+    """Extra pairs a run asked for and got. copypaste, pseudolabel and diffaug ask for round(ratio × N_real)
     (N_real: the real training pairs after the validation holdout; `train.build_extra_pairs`);
-    diffaug gets fewer when the gate accepted fewer, copypaste none when no mask has a lesion.
+    diffaug gets fewer when the gate accepted fewer, pseudolabel when fewer unlabelled frames are
+    confident, copypaste none when no mask has a lesion.
     `synthetic_shortfall` is true when it got fewer than it asked for: then a higher
     `train_segmenter.synthetic_ratio` adds nothing."""
     requested = int(round(ratio * n_real)) if variant in RATIO_VARIANTS else 0

@@ -32,7 +32,8 @@ def run_train_segmenter(
     has finished; `checkpoints` (a folder of this run's own) makes it resumable.
     `architecture: latent` also reads the generator's VAE
     (and U-Net, for `latent.init: scratch`) from generator_dir and the trained validator from
-    validator_dir; the U-Net reads neither."""
+    validator_dir; the U-Net reads neither. `pseudolabel` reads prepare's unlabelled frames and
+    trains its teacher first (checkpoints under `checkpoints/teacher`)."""
     from diffaug.runtime import resolve_runtime
     from diffaug.segmenter.data import load_accepted, load_real
     from diffaug.segmenter.models import save_segmenter
@@ -43,11 +44,20 @@ def run_train_segmenter(
     real, num_classes, groups = load_real(prepared_dir)
     synthetic = load_accepted(gated_dir, real.images.shape[1:3]) if variant == "diffaug" else None
     latent_parts = load_latent_parts(cfg, generator_dir, validator_dir) if cfg.architecture == "latent" else None
+    pseudo_stats: dict[str, Any] = {}
+    if variant == "pseudolabel":
+        from diffaug.data.prepared import load_unlabelled
+        from diffaug.segmenter.pseudolabel import pseudolabel_pool
+
+        unl_images, _, unl_groups = load_unlabelled(prepared_dir)
+        synthetic, pseudo_stats = pseudolabel_pool(real, num_classes, groups, unl_images, unl_groups, cfg, seed,
+                                                   runtime, checkpoints, latent_parts)
     name = run_name(spec, seed)
     result = train_segmenter(real, num_classes, cfg, variant, ratio, seed, runtime, synthetic=synthetic,
                              live_dir=live_dir, latent_parts=latent_parts, groups=groups, checkpoints=checkpoints)
     # kept out of train.py so that its code digest (the checkpoints' validity) stays the same
     result.summary.update(synthetic_supply(variant, ratio, result.summary["n_real"], result.summary["n_extra"]))
+    result.summary.update(pseudo_stats)
     meta = {
         "run": {"name": name, "spec": spec, "group": run_group(spec), "variant": variant,
                 "ratio": float(ratio), "seed": int(seed), "base_seed": base.seed},
@@ -58,6 +68,7 @@ def run_train_segmenter(
     with atomic_dir(out_dir) as tmp:
         save_segmenter(tmp, result.segmenter.net, meta)
     metrics = {"ratio": float(ratio)} | {k: result.summary[k] for k in METRIC_KEYS + SUPPLY_KEYS + TIMING_KEYS}
+    metrics |= pseudo_stats
     write_metrics(metrics_path, timings_path, metrics | {"n_warnings": len(result.summary["warnings"])}, TIMING_KEYS)
     return result.summary
 

@@ -53,8 +53,9 @@ def build_extra_pairs(
     """The extra pool of a variant and each pair's loss weight; warnings as text.
 
     copypaste and diffaug both add round(ratio × N_real) pairs, so copypaste pastes as many
-    lesions as diffaug adds synthetic images. diffaug takes a seeded subset of the accepted pool;
-    when the gate accepted fewer, all are used (and a warning says how many).
+    lesions as diffaug adds synthetic images. diffaug and pseudolabel take a seeded subset of their
+    pool (`synthetic`: the gate's accepted pairs; the confident pseudo-labelled frames); when it
+    holds fewer, all are used (and a warning says how many).
     """
     warnings: list[str] = []
     if variant not in RATIO_VARIANTS:
@@ -66,16 +67,22 @@ def build_extra_pairs(
             return None, np.zeros(0, np.float32), warnings
         cp = make_copypaste_set(real.images, real.masks, want, cfg.copypaste, rng)
         return Pairs(cp.images, cp.masks), np.full(want, cfg.synthetic_loss_weight, np.float32), warnings
-    # diffaug
+    # diffaug: the gate's accepted pairs; pseudolabel: the confident teacher-labelled frames
+    source = "unlabelled.npz" if variant == "pseudolabel" else source
+    what = {"diffaug": "accepted synthetic pairs", "pseudolabel": "confident pseudo-labelled frames"}[variant]
     if synthetic is None or len(synthetic) == 0:
-        msg = f"diffaug: {source} holds no accepted synthetic pairs"
+        msg = f"{variant}: {source} holds no {what}"
         if cfg.on_empty_synthetic == "error":
-            raise InputError(f"{msg}; generate more samples or lower gate.threshold (or set train_segmenter.on_empty_synthetic: warn)")
+            fix = ("generate more samples or lower gate.threshold" if variant == "diffaug" else
+                   "add unlabelled frames (prepare.unlabelled) or lower train_segmenter.pseudolabel.min_confidence")
+            raise InputError(f"{msg}; {fix} (or set train_segmenter.on_empty_synthetic: warn)")
         warnings.append(f"{msg}; trained on real pairs with standard augmentation only")
         return None, np.zeros(0, np.float32), warnings
     take = min(want, len(synthetic))
     if take < want:
-        warnings.append(f"diffaug: ratio {ratio:g} asks for {want} synthetic pairs, the gate accepted {len(synthetic)}; using all")
+        got = (f"synthetic pairs, the gate accepted {len(synthetic)}" if variant == "diffaug" else
+               f"extra pairs, {len(synthetic)} unlabelled frames are confident")
+        warnings.append(f"{variant}: ratio {ratio:g} asks for {want} {got}; using all")
     idx = np.sort(rng.permutation(len(synthetic))[:take])
     weights = np.full(take, cfg.synthetic_loss_weight, np.float32)
     if cfg.weight_by_gate_iou and synthetic.iou is not None:
