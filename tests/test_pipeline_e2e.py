@@ -44,7 +44,7 @@ def test_every_stage_runs_and_writes_its_outputs(pipeline):
         if stage != "train_segmenter":
             assert (repo / "metrics" / f"{stage}.json").is_file(), f"metrics/{stage}.json missing"
     runs = sorted(p.stem for p in (repo / "metrics" / "train_segmenter").glob("*.json"))
-    assert runs == ["copypaste-s0", "diffaug-s0", "none-s0", "standard-s0"]
+    assert runs == ["copypaste-s0", "diffaug-s0", "none-s0", "pseudolabel-s0", "standard-s0"]
     # wall-clock figures sit beside the results, in metrics/timings/ (git-tracked, not DVC metrics)
     timed = ["finetune_generator", "train_validator", *(f"train_segmenter/{r}" for r in runs)]
     for name, key in (("generate", "samples_per_s"), ("gate", "images_per_s")):
@@ -65,7 +65,8 @@ def test_every_stage_runs_and_writes_its_outputs(pipeline):
     plots = run(["dvc", "plots", "show", "--json"], repo).stdout
     assert "plots/train_segmenter/diffaug-s0/plots/metrics" in plots
     prepared = repo / "data" / "prepared"
-    for name in ("train.npz", "test.npz", "normals.npz", "mask_bank.npz", "fingerprint.json", "preview.png"):
+    for name in ("train.npz", "test.npz", "normals.npz", "mask_bank.npz", "unlabelled.npz", "fingerprint.json",
+                 "preview.png"):
         assert (prepared / name).is_file(), name
     assert (repo / "data" / "generator" / "unet" / "config.json").is_file()
     assert (repo / "data" / "synthetic" / "raw" / "preview.png").is_file()
@@ -76,8 +77,11 @@ def test_every_stage_runs_and_writes_its_outputs(pipeline):
     assert gate["n_generated"] == 12
     assert 0.0 <= gate["acceptance_rate"] <= 1.0
     evaluate = json.loads((repo / "metrics" / "evaluate.json").read_text())
-    for group in ("none", "standard", "copypaste", "diffaug"):
+    for group in ("none", "standard", "copypaste", "pseudolabel", "diffaug"):
         assert 0.0 <= evaluate[group]["dice_mean"] <= 1.0, group
+    # the pseudolabel rival labelled the smoke phantom's unlabelled frames with its teacher
+    pseudo = json.loads((repo / "metrics" / "train_segmenter" / "pseudolabel-s0.json").read_text())
+    assert pseudo["pseudo_unlabelled"] == 12 and "diffaug_vs_pseudolabel" in evaluate["significance"]
     sig = evaluate["significance"]["diffaug_vs_standard"]
     # a p-value, or (smoke models: the gate may accept nothing, then diffaug trains exactly like
     # standard) the reason there is none

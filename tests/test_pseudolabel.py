@@ -93,6 +93,8 @@ def test_stage_run_uses_confident_frames_outside_validation_videos(tmp_path, run
     summary = run_train_segmenter(cfg, BaseConfig(device="cpu", seed=0), "pseudolabel", 0, prepared, gated, out,
                                   metrics, checkpoints=tmp_path / "ckpt")
     m = json.loads(metrics.read_text())
+    assert "teacher_seconds" not in m and summary["teacher_seconds"] > 0  # a timing, kept out of the results
+    assert "teacher_seconds" not in json.loads((out / "run.json").read_text())["training"]
     assert m["pseudo_unlabelled"] == 20 and m["pseudo_eligible"] == 10
     assert 0 < m["pseudo_confident"] <= 10 and m["synthetic_used"] == min(m["synthetic_requested"], m["pseudo_confident"])
     assert summary["variant"] == "pseudolabel" and load_segmenter(out).spec.num_classes == 2

@@ -60,5 +60,6 @@ def pseudolabel_pool(
         "pseudo_empty_masks": int((lesion_frac == 0).sum()),  # confident frames the teacher finds no lesion in
         "pseudo_lesion_frac_mean": float(lesion_frac.mean()) if len(pool) else None,
         "teacher_val_dice": teacher.summary["val_dice_best"],
+        "teacher_seconds": teacher.summary["seconds"],  # a timing (metrics/timings/): the run's cost is both trainings
     }
     return pool, stats

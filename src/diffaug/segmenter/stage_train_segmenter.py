@@ -15,8 +15,8 @@ from diffaug.segmenter.runs import SUPPLY_KEYS, run_name, synthetic_supply
 METRIC_KEYS = ("loss_first", "loss_last", "train_dice_last", "steps", "n_real", "n_val", "n_extra",
                "real_exposure", "extra_exposure_mean", "extra_weight_mean", "best_step", "val_dice_best",
                "resumed_from_step")
-# and those that go into metrics/timings/train_segmenter/<run>.json
-TIMING_KEYS = ("seconds",)
+# and those that go into metrics/timings/train_segmenter/<run>.json (pseudolabel: its teacher's too)
+TIMING_KEYS = ("seconds", "teacher_seconds")
 
 
 def run_train_segmenter(
@@ -62,13 +62,13 @@ def run_train_segmenter(
         "run": {"name": name, "spec": spec, "group": run_group(spec), "variant": variant,
                 "ratio": float(ratio), "seed": int(seed), "base_seed": base.seed},
         # wall-clock time and resume point stay out of run.json: equal seeds give identical bytes
-        "training": {k: v for k, v in result.summary.items() if k not in ("seconds", "resumed_from_step")},
+        "training": {k: v for k, v in result.summary.items() if k not in (*TIMING_KEYS, "resumed_from_step")},
         "params": cfg.model_dump(mode="json", exclude={"runs", "seeds"}),
     }
     with atomic_dir(out_dir) as tmp:
         save_segmenter(tmp, result.segmenter.net, meta)
-    metrics = {"ratio": float(ratio)} | {k: result.summary[k] for k in METRIC_KEYS + SUPPLY_KEYS + TIMING_KEYS}
-    metrics |= pseudo_stats
+    metrics = {"ratio": float(ratio)} | {k: result.summary[k] for k in METRIC_KEYS + SUPPLY_KEYS + ("seconds",)}
+    metrics |= pseudo_stats  # pseudolabel: what its teacher labelled (teacher_seconds goes to the timings)
     write_metrics(metrics_path, timings_path, metrics | {"n_warnings": len(result.summary["warnings"])}, TIMING_KEYS)
     return result.summary
 
