@@ -81,3 +81,18 @@ def test_holdout_keeps_sequences_whole_and_is_seeded():
     assert not (holdout(groups, 0.2, seed=1)[1] == va).all()
     tr, va = holdout([str(i) for i in range(20)], 0.2, seed=0)  # frames as their own groups
     assert len(va) == 4 and len(tr) == 16
+
+
+def test_new_vae_weights_do_not_resume_an_old_validator(tmp_path):
+    # the generator retrained (e.g. on unlabelled frames) gives a VAE with other weights but the
+    # same config: a finished validator checkpoint trained on the old latents must not be reused
+    images, masks = blob_data(8, seed=2)
+    cfg = TrainValidatorConfig(**small_validator_params(steps=4, codec_steps=2, log_every=2, checkpoint_every=2))
+    vae = tiny_vae()
+    _, first = train_network(images, masks, vae, cfg, 1, seed=0, checkpoint_dir=tmp_path)
+    _, same = train_network(images, masks, vae, cfg, 1, seed=0, checkpoint_dir=tmp_path)
+    assert first.resumed_from == 0 and same.resumed_from == 4  # same inputs: loaded, not retrained
+    with torch.no_grad():
+        next(vae.parameters()).add_(0.01)
+    _, changed = train_network(images, masks, vae, cfg, 1, seed=0, checkpoint_dir=tmp_path)
+    assert changed.resumed_from == 0 and changed.steps == 4

@@ -29,7 +29,7 @@ from diffaug.segmenter.latent import LatentParts, init_latent_network, latent_co
 from diffaug.segmenter.mixing import exposure, extra_per_batch, training_plan
 from diffaug.segmenter.models import Segmenter, SegmenterNet, normalise
 from diffaug.training.curves import Curves
-from diffaug.training.state import array_digest, code_digest, run_fingerprint
+from diffaug.training.state import array_digest, code_digest, run_fingerprint, state_digest
 from diffaug.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -236,6 +236,8 @@ def train_segmenter(
         cfg.model_dump(mode="json", exclude={"runs", "seeds"}), variant, ratio, seed, runtime.seed,
         str(runtime.dtype), runtime.device.type, array_digest(real.images, real.masks, val.images),
         array_digest(*(extra.images, extra.masks) if extra is not None else ()), code_digest(*TRAINING_MODULES),
+        # architecture latent reads the generator VAE and the trained validator: their weights too
+        state_digest(latent_parts.vae, latent_parts.validator, latent_parts.unet_state) if latent else None,
     )
     with Curves(live_dir, keep_summary=False) as curves:
         trainer = Trainer(runtime, schedule, "run", fingerprint, checkpoints, curves, curve_prefix="train/",

@@ -57,6 +57,21 @@ def array_digest(*arrays: Any) -> str:
     return h.hexdigest()[:16]
 
 
+def state_digest(*states: Any) -> str:
+    """Hash of weights a training run starts from or reads (state dicts, or modules: their
+    `state_dict()`), names included; None entries are skipped. A frozen network whose weights
+    change (the generator's VAE under the validator) then invalidates the checkpoint."""
+    h = hashlib.sha256()
+    for state in states:
+        if state is None:
+            continue
+        state = state.state_dict() if hasattr(state, "state_dict") else state
+        for name in sorted(state):
+            h.update(name.encode())
+            h.update(array_digest(state[name].detach().cpu().float().numpy()).encode())
+    return h.hexdigest()[:16]
+
+
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):

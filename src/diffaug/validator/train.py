@@ -34,7 +34,7 @@ from diffaug.imaging import to_model_space
 from diffaug.runtime import Runtime
 from diffaug.training.curves import Curves
 from diffaug.training.schedule import Schedule
-from diffaug.training.state import array_digest, code_digest, run_fingerprint
+from diffaug.training.state import array_digest, code_digest, run_fingerprint, state_digest
 from diffaug.training.trainer import Trainer
 from diffaug.validator.codec import VaeMaskCodec, one_hot, probs_to_masks
 from diffaug.validator.config import TrainValidatorConfig
@@ -255,9 +255,13 @@ def train_network(images: np.ndarray, masks: np.ndarray, vae, cfg: TrainValidato
         from diffaug.validator.model import init_from_generator_unet
 
         info.copied_init_tensors = init_from_generator_unet(net, generator_unet_state)
+    # the frozen VAE and the U-Net the encoder is copied from are inputs like the data: new
+    # generator weights (e.g. phases (a)/(b) on more frames) must not resume an old validator
+    init_state = generator_unet_state if cfg.init_from_generator else None
     fingerprint = run_fingerprint(cfg.model_dump(mode="json"), model_cfg | {"codec_scale": None}, seed,
                                   str(runtime.dtype), runtime.device.type, array_digest(images, masks),
-                                  None if zoom is None else zoom.model_dump(mode="json"), code_digest(*TRAINING_MODULES))
+                                  None if zoom is None else zoom.model_dump(mode="json"), code_digest(*TRAINING_MODULES),
+                                  state_digest(vae, init_state))
     curves = curves if curves is not None else Curves(None)
     images, masks = expand_training_set(images, masks, num_classes, cfg, zoom, seed)
     info.n_pairs = int(len(images))
