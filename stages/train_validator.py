@@ -36,8 +36,9 @@ def main(
     base = load_section(params, "base")
     cfg = load_section(params, "train_validator")
     zoom = load_section(params, "generate").zoom  # the gate checks small lesions zoomed: train and report that way
+    views = load_section(params, "gate").views  # ...averaging dihedral views: report held-out acceptance so
     m = run_train_validator(cfg, base, prepared, generator, out, checkpoints, live_dir, metrics, zoom=zoom,
-                            timings_path=timings)
+                            timings_path=timings, views=views)
     typer.echo(
         f"validator: val Dice {m['val_dice_single']:.3f} (single-step) / {m['val_dice_iterative']:.3f} "
         f"({cfg.iterative_steps}-step), speed ratio {m['speed_ratio']:.1f}x -> {out}"

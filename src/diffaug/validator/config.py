@@ -110,6 +110,11 @@ class GateConfig(Section):
     threshold: float = Field(0.7, gt=0, lt=1)  # theta_quality; paper 0.7 (its sweep: 0.5-0.9)
     mode: Literal["single_step", "iterative"] = "single_step"  # validator inference mode
     iterative_steps: int = Field(20, ge=1)  # DDIM steps when mode = iterative
+    # Dihedral views whose class probabilities are averaged before the IoU (diffaug.validator.views):
+    # 1 = the image as it is; 8 = all rotations/flips the validator trained on (square frames; 4 on
+    # others); each view costs one more validator pass. It lifts small true masks over theta on real
+    # frames (docs/validator.md, "Views"). train_validator reports its held-out acceptance this way too.
+    views: Literal[1, 2, 4, 8] = 8
     # Two-class masks (fundus disc/cup): IoU per foreground class present in either mask, then the
     # mean ("mean_foreground"), or IoU of the union of foreground classes ("union").
     class_combine: Literal["mean_foreground", "union"] = "mean_foreground"

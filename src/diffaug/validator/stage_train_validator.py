@@ -50,12 +50,17 @@ class ValidatorTrainResult:
 
 def evaluate(validator: Validator, images: np.ndarray, masks: np.ndarray, steps: int, seed: int = 0,
              batch_size: int = 32, thresholds: list[float] | None = None, groups: np.ndarray | None = None,
-             zoom=None) -> dict:
+             zoom=None, views: int = 1) -> dict:
     """Mean Dice / IoU of single-step and iterative predictions against the true masks, and how
     well the single-step IoU tells the true masks from moved ones (`discrimination_metrics`, per
     `groups` label too: the frames' size_class); with `zoom` (enabled) also as the gate judges
-    zoomed samples (`zoomed_discrimination`, keys disc_zoom_*)."""
+    zoomed samples (`zoomed_discrimination`, keys disc_zoom_*). The discrimination keys average
+    `views` dihedral views as the gate does (gate.views); the Dice / IoU keys are the plain
+    validator's."""
     from diffaug.validator.discrimination import discrimination_metrics, zoomed_discrimination
+    from diffaug.validator.views import with_views
+
+    judge = with_views(validator, views)
 
     out = {}
     for mode in ("single_step", "iterative"):
@@ -65,10 +70,13 @@ def evaluate(validator: Validator, images: np.ndarray, masks: np.ndarray, steps:
         out[f"val_iou_{tag}"] = float(mask_iou(pred, masks, validator.num_classes).mean())
         if mode == "single_step":
             th = TrainValidatorConfig().report_thresholds if thresholds is None else thresholds
+            if views > 1:
+                pred = judge.predict(images, mode=mode, steps=steps, seed=seed, batch_size=batch_size)
             out |= discrimination_metrics(pred, masks, validator.num_classes, list(th), groups=groups)
+            out["disc_views"] = views
             if zoom is not None and zoom.enabled:
                 def predict(x: np.ndarray) -> np.ndarray:
-                    return validator.predict(x, mode="single_step", seed=seed, batch_size=batch_size)
+                    return judge.predict(x, mode="single_step", seed=seed, batch_size=batch_size)
 
                 out |= zoomed_discrimination(predict, images, masks, validator.num_classes, list(th), zoom, groups=groups)
     return out
@@ -85,13 +93,13 @@ def measure_speed(validator: Validator, images: np.ndarray, steps: int, repeats:
 def train_and_evaluate(train_images: np.ndarray, train_masks: np.ndarray, vae, cfg: TrainValidatorConfig,
                        num_classes: int, runtime: Runtime, generator_unet_state: dict | None = None,
                        checkpoint_dir=None, curves: Curves | None = None, size_class: np.ndarray | None = None,
-                       groups=None, stop_after: int | None = None, zoom=None) -> ValidatorTrainResult:
+                       groups=None, stop_after: int | None = None, zoom=None, views: int = 1) -> ValidatorTrainResult:
     """Split (whole `groups`, e.g. video sequences, on one side), train (resumable), evaluate and
     time; returns the network and flat metrics (results and the `TIMING_KEYS`). `num_classes`
     counts background, as fingerprint.json does (polyp 2, fundus 3); the network is built for the foreground classes
     (`ValidatorNet.config.num_classes`). `size_class` (N,) labels of the frames (manifest.csv)
     split the held-out acceptance of true masks. `zoom` (generate.zoom) trains on and reports
-    zoomed windows too."""
+    zoomed windows too; `views` (gate.views) the held-out discrimination averages, as the gate."""
     from diffaug.data.holdout import holdout
     from diffaug.errors import InputError
 
@@ -109,7 +117,8 @@ def train_and_evaluate(train_images: np.ndarray, train_masks: np.ndarray, vae, c
     device = runtime.device
     validator = Validator(net, vae, device=device)
     metrics = evaluate(validator, train_images[va], train_masks[va], cfg.iterative_steps, runtime.seed, cfg.eval_batch_size,
-                       cfg.report_thresholds, groups=None if size_class is None else np.asarray(size_class)[va], zoom=zoom)
+                       cfg.report_thresholds, groups=None if size_class is None else np.asarray(size_class)[va], zoom=zoom,
+                       views=views)
     speed_imgs = train_images[va][: cfg.eval_batch_size]
     metrics |= measure_speed(validator, speed_imgs, cfg.iterative_steps, cfg.speed_repeats)
     validator.net.cpu()
@@ -131,12 +140,13 @@ def train_and_evaluate(train_images: np.ndarray, train_masks: np.ndarray, vae, c
 def run_train_validator(cfg: TrainValidatorConfig, base: BaseConfig, prepared_dir: str | Path,
                         generator_dir: str | Path, out_dir: str | Path, checkpoint_dir: str | Path | None,
                         live_dir: str | Path | None, metrics_path: str | Path, zoom=None,
-                        timings_path: str | Path | None = None) -> dict:
+                        timings_path: str | Path | None = None, views: int = 1) -> dict:
     """Train on prepared_dir's train split (manifest `size_class` and `group` columns used when
     present) with generator_dir's VAE (and U-Net, for `init_from_generator`); write `out_dir`
     (`save_pretrained`, atomically), the dvclive curves to `live_dir`, `metrics_path` (results)
     and `timings_path` (the `TIMING_KEYS`; None: not written). `zoom` (generate.zoom): the gate
-    checks small lesions zoomed, so train and report that way. Returns the metrics and timings."""
+    checks small lesions zoomed, so train and report that way; `views` (gate.views): the held-out
+    discrimination averages that many dihedral views, as the gate. Returns the metrics and timings."""
     from diffaug.data.prepared import load_fingerprint, load_split
     from diffaug.io import atomic_dir, write_metrics
     from diffaug.runtime import resolve_runtime
@@ -152,7 +162,7 @@ def run_train_validator(cfg: TrainValidatorConfig, base: BaseConfig, prepared_di
                                     generator_unet_state=unet_state, checkpoint_dir=checkpoint_dir, curves=curves,
                                     size_class=table["size_class"].to_numpy() if "size_class" in table else None,
                                     groups=table["group"].astype(str).to_numpy() if "group" in table else None,
-                                    zoom=zoom)
+                                    zoom=zoom, views=views)
     with atomic_dir(out_dir) as tmp:
         result.net.save_pretrained(tmp)
     write_metrics(metrics_path, timings_path, result.metrics, TIMING_KEYS)

@@ -1,0 +1,99 @@
+"""Test-time views for the validator: average its class probabilities over dihedral views.
+
+The validator trains on all 8 dihedral variants of every pair (rotations by 90° and flips,
+`train.dihedral`), so each view of an image is an equally valid reading of it. Its single-step
+estimate still carries an orientation-dependent error, and on a small lesion a few pixels of
+that error are what keeps the IoU just under θ. Averaging the per-pixel class probabilities of
+the views, each mapped back to the image's orientation, before the argmax removes that part of
+the error; eq. 14 is then applied to the averaged mask as before. Each view uses the sample's
+own noise seed, so the result stays deterministic and independent of batching.
+
+`gate.views` (1, 2, 4, 8) picks how many: 2 adds the left-right flip, 4 the 180° rotation and the
+up-down flip (all four keep the frame's shape), 8 the quarter turns too (square frames only; on
+other frames the four shape-keeping views are used). Measured in docs/validator.md ("Views").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from diffaug.validator.codec import probs_to_masks
+from diffaug.validator.inference import Validator, encode_images
+
+# view k: rotate by (k % 4) quarter turns, then flip left-right when k >= 4 (as train.dihedral);
+# ordered so that the first 1, 2 and 4 keep the frame's shape
+VIEW_ORDER = (0, 4, 2, 6, 1, 5, 3, 7)
+
+
+def view_ids(n_views: int, square: bool) -> tuple[int, ...]:
+    """The dihedral elements used for `n_views` views (at most 4 on a non-square frame)."""
+    return VIEW_ORDER[: n_views if square else min(n_views, 4)]
+
+
+def apply_view(x: torch.Tensor, k: int) -> torch.Tensor:
+    """x (..., H, W) seen in view k."""
+    x = torch.rot90(x, k % 4, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if k >= 4 else x
+
+
+def invert_view(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The inverse of `apply_view(., k)`."""
+    x = torch.flip(x, dims=(-1,)) if k >= 4 else x
+    return torch.rot90(x, -(k % 4), dims=(-2, -1))
+
+
+class ViewAveraged:
+    """A `Validator` whose predictions average `n_views` dihedral views (see the module docstring).
+    Everything else (num_classes, config, decode, ...) is the wrapped validator's."""
+
+    def __init__(self, validator: Validator, n_views: int) -> None:
+        if n_views not in (1, 2, 4, 8):
+            raise ValueError(f"n_views must be 1, 2, 4 or 8, got {n_views}")
+        self.inner = validator
+        self.n_views = n_views
+
+    def __getattr__(self, name: str):
+        if name == "inner":  # not set yet (e.g. while copying): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    @torch.no_grad()
+    def _probs(self, images: np.ndarray, mode: str, steps: int, seed: int, batch_size: int, seeds) -> torch.Tensor:
+        """uint8 (N, H, W, 3) -> mean class probabilities over the views (N, C+1, H, W) float32."""
+        v = self.inner
+        n, h, w = images.shape[:3]
+        if n == 0:
+            return torch.zeros(0, v.num_classes + 1, h, w)
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (N, 3, H, W)
+        total = None
+        ks = view_ids(self.n_views, h == w)
+        for k in ks:
+            xk = apply_view(x, k).permute(0, 2, 3, 1).contiguous().numpy()  # back to (N, H', W', 3)
+            z_a = encode_images(v.vae, xk, batch_size, v.device, v.dtype)
+            probs = v.decode(v.predict_latents(z_a, mode, steps, seed, batch_size, seeds), batch_size)
+            probs = invert_view(probs, k)
+            total = probs if total is None else total + probs
+        return total / len(ks)
+
+    def predict_proba(self, images: np.ndarray, mode: str = "single_step", steps: int = 20, seed: int = 0,
+                      batch_size: int = 32, seeds=None) -> torch.Tensor:
+        """uint8 (N, H, W, 3) -> (N, C+1, H, W) class probabilities, averaged over the views."""
+        if self.n_views == 1:
+            return self.inner._predict(images, mode, steps, seed, batch_size, masks=False, seeds=seeds)
+        return self._probs(images, mode, steps, seed, batch_size, seeds)
+
+    def predict(self, images: np.ndarray, mode: str = "single_step", steps: int = 20, seed: int = 0,
+                batch_size: int = 32, seeds=None) -> np.ndarray:
+        """uint8 (N, H, W, 3) -> uint8 (N, H, W) class indices of the averaged probabilities."""
+        if self.n_views == 1:
+            return self.inner.predict(images, mode, steps, seed, batch_size, seeds)
+        return probs_to_masks(self._probs(images, mode, steps, seed, batch_size, seeds)).numpy()
+
+
+def with_views(validator: Validator, n_views: int) -> Validator | ViewAveraged:
+    """The validator itself for one view, else wrapped in `ViewAveraged`."""
+    return validator if n_views == 1 else ViewAveraged(validator, n_views)
+
+
+__all__ = ["VIEW_ORDER", "ViewAveraged", "apply_view", "invert_view", "view_ids", "with_views"]
