@@ -84,6 +84,7 @@ def test_train_validator_writes_model_metrics_curves(trained):
     assert m["init_copied_tensors"] > 0 and m["steps"] == 20
     # held-out true masks accepted per size class (manifest.csv's size_class of each frame)
     assert m["disc_n_small"] + m["disc_n_large"] == m["disc_n"] and 0 <= m["disc_accept_right_70_small"] <= 1
+    assert m["disc_views"] == 8  # judged as the gate judges: gate.views (default 8) averaged
     # times and the speed comparison go to the timings file, none of them to the metrics
     t = json.loads((trained / "metrics" / "timings" / "train_validator.json").read_text())
     assert set(t) == set(TIMING_KEYS) and not set(m) & set(t)
@@ -111,6 +112,7 @@ def test_gate_writes_accepted_rejected_sets(trained, tmp_path):
     m = json.loads((tmp_path / "gated.json").read_text())
     acc, rej = pd.read_csv(out / "accepted.csv"), pd.read_csv(out / "rejected.csv")
     assert m["n_generated"] == 10 and m["n_accepted"] == len(acc) and len(acc) + len(rej) == 10
+    assert m["views"] == 8
     assert (acc["iou"] > 0.5).all() and (rej["iou"] <= 0.5).all()
     for key in ("acceptance_rate", "iou_accepted_mean", "iou_rejected_mean"):
         assert key in m

@@ -48,6 +48,9 @@ def test_one_view_is_the_validator_itself():
     v = _validator()
     images = _images()
     assert with_views(v, 1) is v
+    twice = with_views(with_views(v, 8), 4)  # wrapping a wrapped one re-wraps the plain validator
+    assert isinstance(twice, ViewAveraged) and twice.inner is v and twice.n_views == 4
+    assert with_views(with_views(v, 8), 1) is v
     wrapped = ViewAveraged(v, 1)
     assert np.array_equal(wrapped.predict(images, seed=4), v.predict(images, seed=4))
     assert wrapped.num_classes == v.num_classes  # everything else is the wrapped validator's
@@ -76,6 +79,7 @@ def test_eight_views_turn_and_flip_with_the_image(num_classes):
     masks = avg.predict(images, seeds=seeds)
     assert masks.dtype == np.uint8 and np.array_equal(masks, p.argmax(1).numpy())
     assert avg.predict(images[:0]).shape == (0, 32, 32)
+    assert avg.predict_proba(np.zeros((0,), np.uint8)).shape == (0, num_classes + 1, 0, 0)
 
 
 def test_non_square_frames_use_the_shape_keeping_views():

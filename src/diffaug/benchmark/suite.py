@@ -90,15 +90,18 @@ def bench_generate_and_gate(gen: Any, validator: Any, backgrounds: np.ndarray, m
     timed interleaved so both ratios compare paths measured under the same load."""
     from diffaug.generator.sampling import InpaintSampler, stock_inpaint, stock_pipeline
     from diffaug.validator.metrics import mask_iou
+    from diffaug.validator.views import with_views
 
     sampler = InpaintSampler(gen, scheduler, cfg.generate_steps, cfg.guidance_scale, negative,
                              device=rt.device, dtype=rt.dtype)
     pipe = stock_pipeline(gen, sampler)
     seeds = list(range(rt.seed, rt.seed + len(backgrounds)))
 
+    judge = with_views(validator, gate_cfg.views)  # the gate's prediction: gate.views dihedral views averaged
+
     def gate() -> np.ndarray:
         with amp(rt):
-            pred = validator.predict(gate_images, mode=gate_cfg.mode, steps=gate_cfg.iterative_steps, seed=rt.seed,
+            pred = judge.predict(gate_images, mode=gate_cfg.mode, steps=gate_cfg.iterative_steps, seed=rt.seed,
                                      batch_size=gate_cfg.batch_size)
         return mask_iou(pred, gate_masks, validator.num_classes, gate_cfg.class_combine) > gate_cfg.threshold
 

@@ -2,7 +2,8 @@
 IoU(intended mask, predicted mask) > threshold. The stage around it: `stage_gate.run_gate`.
 
 `gate_samples` reads data/synthetic/raw/ (samples.npz + manifest.csv), checks that every manifest row
-has its image (and vice versa), predicts with the validator (single-step by default) and returns a
+has its image (and vice versa), predicts with the validator (single-step by default, class
+probabilities averaged over `gate.views` dihedral views, `diffaug.validator.views`) and returns a
 `GateReport`; a sample generate painted zoomed (manifest window_side > 0) is checked in its window,
 resized to the frame size, and its IoU taken at window resolution (eq. 14 unchanged, `diffaug.zoom`).
 Each sample's validator noise comes from its own seed (generate's per-sample seed, offset by the
@@ -160,8 +161,11 @@ def realism_verdicts(samples: dict[str, np.ndarray], cfg: GateConfig, lesion_cla
 def gate_samples(raw_dir: str | Path, validator, cfg: GateConfig, seed: int = 0,
                  generate_metrics: str | Path | None = None, train: tuple[np.ndarray, np.ndarray] | None = None) -> GateReport:
     """Validate every generated sample; see the module docstring."""
+    from diffaug.validator.views import with_views
+
     samples, manifest = read_raw(raw_dir)
     n = len(samples["ids"])
+    validator = with_views(validator, cfg.views)  # every prediction below (samples, backgrounds) averages the views
     num_classes = validator.num_classes
     if n == 0:
         log.warning("gate: %s has no generated samples; writing empty accepted/rejected sets", raw_dir)
@@ -195,7 +199,8 @@ def gate_samples(raw_dir: str | Path, validator, cfg: GateConfig, seed: int = 0,
     generate_sps = generation_samples_per_s(generate_metrics)
     per_image = seconds / n if n else float("nan")
     metrics = {
-        "enabled": cfg.enabled, "threshold": cfg.threshold, "mode": cfg.mode, "class_combine": cfg.class_combine,
+        "enabled": cfg.enabled, "threshold": cfg.threshold, "mode": cfg.mode, "views": cfg.views,
+        "class_combine": cfg.class_combine,
         "n_generated": n, "n_accepted": int(accepted.sum()), "n_rejected": int(n - accepted.sum()),
         "acceptance_rate": float(accepted.mean()) if n else 0.0,
         "iou_mean": _mean(iou), "iou_accepted_mean": _mean(iou[accepted]), "iou_rejected_mean": _mean(iou[~accepted]),

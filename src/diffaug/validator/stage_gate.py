@@ -23,11 +23,9 @@ def run_gate(cfg: GateConfig, base: BaseConfig, raw_dir: str | Path, validator_d
     from diffaug.io import write_metrics
     from diffaug.runtime import resolve_runtime
     from diffaug.validator.loading import load_vae, load_validator
-    from diffaug.validator.views import with_views
 
     runtime = resolve_runtime(base)
     model = load_validator(validator_dir, load_vae(generator_dir), device=runtime.device, dtype=runtime.dtype)
-    model = with_views(model, cfg.views)  # every prediction below (samples, backgrounds) averages the views
     train = None
     if cfg.realism_max is not None and prepared_dir is not None:
         from diffaug.validator.realism import load_train_lesions

@@ -62,9 +62,10 @@ class ViewAveraged:
     def _probs(self, images: np.ndarray, mode: str, steps: int, seed: int, batch_size: int, seeds) -> torch.Tensor:
         """uint8 (N, H, W, 3) -> mean class probabilities over the views (N, C+1, H, W) float32."""
         v = self.inner
-        n, h, w = images.shape[:3]
-        if n == 0:
+        if len(images) == 0:
+            h, w = images.shape[1:3] if images.ndim == 4 else (0, 0)
             return torch.zeros(0, v.num_classes + 1, h, w)
+        h, w = images.shape[1:3]
         x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (N, 3, H, W)
         total = None
         ks = view_ids(self.n_views, h == w)
@@ -91,9 +92,11 @@ class ViewAveraged:
         return probs_to_masks(self._probs(images, mode, steps, seed, batch_size, seeds)).numpy()
 
 
-def with_views(validator: Validator, n_views: int) -> Validator | ViewAveraged:
-    """The validator itself for one view, else wrapped in `ViewAveraged`."""
-    return validator if n_views == 1 else ViewAveraged(validator, n_views)
+def with_views(validator: Validator | ViewAveraged, n_views: int) -> Validator | ViewAveraged:
+    """The plain validator for one view, else it wrapped in `ViewAveraged` (a wrapped one is
+    unwrapped first, so wrapping twice is the same as once)."""
+    plain = validator.inner if isinstance(validator, ViewAveraged) else validator
+    return plain if n_views == 1 else ViewAveraged(plain, n_views)
 
 
 __all__ = ["VIEW_ORDER", "ViewAveraged", "apply_view", "invert_view", "view_ids", "with_views"]
