@@ -38,6 +38,7 @@ from diffaug.training.state import array_digest, code_digest, run_fingerprint, s
 from diffaug.training.trainer import Trainer
 from diffaug.validator.codec import VaeMaskCodec, one_hot, probs_to_masks
 from diffaug.validator.config import TrainValidatorConfig
+from diffaug.validator.dihedral import dihedral
 from diffaug.validator.inference import encode_images
 from diffaug.validator.metrics import mask_dice
 from diffaug.validator.objective import draw_timesteps, eq12_terms
@@ -45,12 +46,6 @@ from diffaug.validator.model import ValidatorNet, make_scheduler, vae_downsample
 from diffaug.zoom import ZoomConfig
 
 log = logging.getLogger(__name__)
-
-
-def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """k in 0..7: rotate by (k % 4) * 90°, then flip left-right when k >= 4 (last two dims)."""
-    x = torch.rot90(x, k % 4, dims=(-2, -1))
-    return torch.flip(x, dims=(-1,)) if k >= 4 else x
 
 
 def model_config_from(cfg: TrainValidatorConfig, vae, num_classes: int) -> dict[str, Any]:
@@ -183,7 +178,8 @@ def build_cache(vae, codec, images: np.ndarray, masks: np.ndarray, augment: bool
 # ----------------------------------------------------------------------------- training
 # the code a checkpoint depends on: a checkpoint written by other training code is not resumed
 # (least of all a finished one, which would hand back the old weights without training)
-TRAINING_MODULES = tuple(f"diffaug.validator.{m}" for m in ("config", "codec", "model", "objective", "inference", "train")) + (
+TRAINING_MODULES = tuple(f"diffaug.validator.{m}" for m in ("config", "codec", "dihedral", "model", "objective", "inference",
+                                                            "train")) + (
     "diffaug.imaging", "diffaug.latents", "diffaug.training.trainer", "diffaug.zoom", "diffaug.segmenter.augment")
 
 

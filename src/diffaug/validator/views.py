@@ -1,7 +1,7 @@
 """Test-time views for the validator: average its class probabilities over dihedral views.
 
 The validator trains on all 8 dihedral variants of every pair (rotations by 90° and flips,
-`train.dihedral`), so each view of an image is an equally valid reading of it. Its single-step
+`diffaug.validator.dihedral`), so each view of an image is an equally valid reading of it. Its single-step
 estimate still carries an orientation-dependent error, and on a small lesion a few pixels of
 that error are what keeps the IoU just under θ. Averaging the per-pixel class probabilities of
 the views, each mapped back to the image's orientation, before the argmax removes that part of
@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from diffaug.validator.codec import probs_to_masks
+from diffaug.validator.dihedral import dihedral as apply_view, inverse_dihedral as invert_view
 from diffaug.validator.inference import Validator, encode_images
 
-# view k: rotate by (k % 4) quarter turns, then flip left-right when k >= 4 (as train.dihedral);
+# view k: rotate by (k % 4) quarter turns, then flip left-right when k >= 4 (`diffaug.validator.dihedral`);
 # ordered so that the first 1, 2 and 4 keep the frame's shape
 VIEW_ORDER = (0, 4, 2, 6, 1, 5, 3, 7)
 
@@ -29,18 +30,6 @@ VIEW_ORDER = (0, 4, 2, 6, 1, 5, 3, 7)
 def view_ids(n_views: int, square: bool) -> tuple[int, ...]:
     """The dihedral elements used for `n_views` views (at most 4 on a non-square frame)."""
     return VIEW_ORDER[: n_views if square else min(n_views, 4)]
-
-
-def apply_view(x: torch.Tensor, k: int) -> torch.Tensor:
-    """x (..., H, W) seen in view k."""
-    x = torch.rot90(x, k % 4, dims=(-2, -1))
-    return torch.flip(x, dims=(-1,)) if k >= 4 else x
-
-
-def invert_view(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The inverse of `apply_view(., k)`."""
-    x = torch.flip(x, dims=(-1,)) if k >= 4 else x
-    return torch.rot90(x, -(k % 4), dims=(-2, -1))
 
 
 class ViewAveraged:
@@ -80,15 +69,11 @@ class ViewAveraged:
     def predict_proba(self, images: np.ndarray, mode: str = "single_step", steps: int = 20, seed: int = 0,
                       batch_size: int = 32, seeds=None) -> torch.Tensor:
         """uint8 (N, H, W, 3) -> (N, C+1, H, W) class probabilities, averaged over the views."""
-        if self.n_views == 1:
-            return self.inner._predict(images, mode, steps, seed, batch_size, masks=False, seeds=seeds)
         return self._probs(images, mode, steps, seed, batch_size, seeds)
 
     def predict(self, images: np.ndarray, mode: str = "single_step", steps: int = 20, seed: int = 0,
                 batch_size: int = 32, seeds=None) -> np.ndarray:
         """uint8 (N, H, W, 3) -> uint8 (N, H, W) class indices of the averaged probabilities."""
-        if self.n_views == 1:
-            return self.inner.predict(images, mode, steps, seed, batch_size, seeds)
         return probs_to_masks(self._probs(images, mode, steps, seed, batch_size, seeds)).numpy()
 
 
