@@ -44,3 +44,20 @@ def test_profile_runs_every_measurement_on_tiny_models():
                 "validator_ms_condition", "validator_ms_denoise", "validator_ms_decode"):
         assert out[key] > 0, key
     assert out["finetune_unet_params_m"] > 0
+
+
+@pytest.mark.parametrize("overlay", ["params/real_cpu.yaml", *OVERLAYS])
+def test_real_data_overlays_carry_the_real_data_segmenter_recipe(overlay, repo_root, tmp_path):
+    """The phantom default trains a small, mildly augmented U-Net; every real-data overlay must bring
+    back the recipe measured on real frames (docs/segmenter.md), or its comparison runs undertrained."""
+    params = tmp_path / "params.yaml"
+    shutil.copy(repo_root / "params.yaml", params)
+    default = load_section(params, "train_segmenter")
+    apply_overlay(params, repo_root / overlay)
+    for section in yaml.safe_load(params.read_text()):
+        load_section(params, section)
+    seg = load_section(params, "train_segmenter")
+    assert seg.norm == "batch" and len(seg.channels) == 5 and seg.steps >= 1500
+    assert (seg.augment.rotation_degrees, seg.augment.scale_min, seg.augment.scale_max) == (45, 0.7, 1.4)
+    assert (seg.augment.elastic_prob, seg.augment.brightness, seg.augment.contrast, seg.augment.saturation) == (0.5, 0.3, 0.3, 0.2)
+    assert (default.norm, len(default.channels), default.augment.brightness) == ("instance", 3, 0.1)
