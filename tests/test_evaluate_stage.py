@@ -221,6 +221,25 @@ def test_cli_end_to_end_writes_metrics_tables_pictures_report(workdir):
     assert "diffaug-r2     trained on 9 of 40 requested extra pairs" in res.output
 
 
+def test_cli_reports_label_fidelity_of_the_accepted_pairs(workdir):
+    """Accepted pairs that are the test frames themselves: the baseline's view of them must equal
+    its view of the test split, figure by figure (same predictions, same size classes)."""
+    tmp, args, _ = workdir
+    test = np.load(tmp / "prepared" / "test.npz")
+    (tmp / "gated").mkdir()
+    save_npz(tmp / "gated" / "accepted.npz", images=test["images"], masks=test["masks"], ids=test["ids"],
+             pred_masks=test["masks"])
+    pd.DataFrame({"sample_id": test["ids"], "background_id": test["ids"], "iou": 0.8}).to_csv(tmp / "gated" / "accepted.csv", index=False)
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    syn = json.loads((tmp / "metrics.json").read_text())["synthetic"]
+    assert syn["fidelity_seeds"] == 1 and syn["fidelity_n_accepted_small"] > 0 and syn["fidelity_n_accepted_large"] > 0
+    for key in ("area_ratio", "outside"):
+        for cls in ("all", "small", "large"):
+            assert syn[f"fidelity_{key}_accepted_{cls}"] == syn[f"fidelity_{key}_test_{cls}"] is not None
+    assert "Label fidelity, as the standard runs" in (tmp / "evaluate" / "report.md").read_text()
+
+
 def test_cli_missing_run_is_one_line_error_and_writes_nothing(workdir):
     tmp, args, params = workdir
     params.write_text(params.read_text().replace("diffaug-r2", "diffaug-r3"))

@@ -150,6 +150,17 @@ def render_report(metrics: dict[str, Any], groups: dict[str, dict[str, Any]], pi
                       f"{syn.get('c2st_real_split', 'test')}-split ones (n = crops per class); 0.5 = it cannot tell them apart, 1 = trivially apart, "
                       "lower is more realistic, and a value inside the chance band is no evidence of a difference: "
                       f"{syn.get('c2st_status')}."]
+            if syn.get("fidelity_seeds"):
+                lines += ["", f"Label fidelity, as the {metrics.get('baseline')} runs (never trained on a synthetic pair) see it: "
+                          "medians per sample, mean over their seeds; > 1 and > 0 = lesion-looking tissue beyond the label "
+                          "(the real test lesions are the reference).", ""]
+                lines += _table(
+                    ["", "accepted small", "real test small", "accepted large", "real test large"],
+                    [[label] + [_num(syn.get(f"fidelity_{key}_{s}_{c}")) for c in ("small", "large") for s in ("accepted", "test")]
+                     for label, key in (("predicted / intended lesion area", "area_ratio"),
+                                        ("lesion predicted outside the mask / mask area", "outside"))]
+                    + [["samples"] + [_num(syn.get(f"fidelity_n_{s}_{c}")) for c in ("small", "large") for s in ("accepted", "test")]],
+                )
     if pictures.get("training"):
         lines += ["", "## Training curves", "", f"![training loss]({pictures['training']})"]
     if pictures.get("overlays"):

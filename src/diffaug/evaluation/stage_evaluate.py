@@ -7,6 +7,7 @@ from typing import Any
 
 from diffaug.config import BaseConfig
 from diffaug.evaluation.config import EvaluateConfig
+from diffaug.evaluation.fidelity import label_fidelity
 from diffaug.evaluation.outputs import write_evaluation
 from diffaug.evaluation.runner import evaluate_predictions, predict_runs, resolve_lesion_class
 from diffaug.evaluation.synthetic import synthetic_quality
@@ -41,8 +42,36 @@ def run_evaluate(
             gated_dir, test.images, test.masks, lesion_class, cfg.synthetic, base.seed,
             train.images if train else None, train.masks if train else None,
         )
+        ev.metrics["synthetic"].update(_fidelity(gated_dir, segmenters_dir, preds, cfg, test, lesion_class,
+                                                 float(ev.metrics["small_area_frac"]), runtime.device))
     write_evaluation(
         ev, {p.name: p.masks for p in preds}, test.images, test.masks, test.ids.astype(str),
         out_dir, metrics_path, cfg.worst_cases, segmenters_dir,
     )
     return ev.metrics
+
+
+def _fidelity(gated_dir: str | Path, segmenters_dir: str | Path, preds: list[Any], cfg: EvaluateConfig, test: Any,
+              lesion_class: int, small_frac: float, device: Any) -> dict[str, Any]:
+    """The baseline runs' view of the accepted labels (diffaug.evaluation.fidelity); {} without
+    accepted samples or baseline runs."""
+    from diffaug.io import load_npz
+    from diffaug.segmenter import load_segmenter
+
+    npz = Path(gated_dir) / "accepted.npz"
+    base = [p for p in preds if p.group == cfg.baseline]
+    accepted = load_npz(npz) if npz.is_file() else {}
+    if not base or not len(accepted.get("images", [])):
+        return {}
+    predicted = []
+    for run in base:
+        seg = load_segmenter(Path(segmenters_dir) / run.name, device)
+        seg.batch_size = cfg.batch_size
+        predicted.append(seg.predict(accepted["images"]))
+
+    def is_small(masks):  # image-level size class by lesion area, as prepare's size_class
+        return (masks == lesion_class).mean(axis=(1, 2)) < small_frac
+
+    masks = {"accepted": accepted["masks"], "test": test.masks}
+    return label_fidelity({"accepted": predicted, "test": [p.masks for p in base]}, masks,
+                          {k: is_small(v) for k, v in masks.items()}, lesion_class)
