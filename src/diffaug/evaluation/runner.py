@@ -34,6 +34,7 @@ class RunPrediction:
     masks: np.ndarray
     group: str | None = None  # what it is reported under; None = `<variant>` or `<variant>-r<ratio>`
     training: dict[str, Any] | None = None  # the run folder's training summary (run.json `training`), if known
+    also: np.ndarray | None = None  # its prediction of `predict_runs`' extra images (the accepted samples), if asked
 
     def __post_init__(self) -> None:
         if self.group is None:
@@ -145,15 +146,20 @@ def evaluate_predictions(
 
 
 def predict_runs(
-    segmenters_dir: str | Path, planned: list[Any], images: np.ndarray, device: Any, batch_size: int = 32
+    segmenters_dir: str | Path, planned: list[Any], images: np.ndarray, device: Any, batch_size: int = 32,
+    also: tuple[str, np.ndarray] | None = None,
 ) -> list[RunPrediction]:
-    """Load each planned run (`variant, ratio, seed, name`) from `segmenters_dir/<name>` and predict."""
+    """Load each planned run (`variant, ratio, seed, name`) from `segmenters_dir/<name>` and predict;
+    `also = (group, extra images)`: the runs of that group predict those too, in the same load."""
     from diffaug.segmenter import load_segmenter
 
     out = []
     for run in track(planned, "evaluate: predicting test split"):
         seg = load_segmenter(Path(segmenters_dir) / run.name, device)
         seg.batch_size = batch_size
-        out.append(RunPrediction(run.name, run.variant, float(run.ratio), int(run.seed), seg.predict(images),
-                                 getattr(run, "group", None), seg.meta.get("training")))
+        pred = RunPrediction(run.name, run.variant, float(run.ratio), int(run.seed), seg.predict(images),
+                             getattr(run, "group", None), seg.meta.get("training"))
+        if also is not None and pred.group == also[0]:
+            pred.also = seg.predict(also[1])
+        out.append(pred)
     return out

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from diffaug.config import BaseConfig
 from diffaug.evaluation.config import EvaluateConfig
 from diffaug.evaluation.fidelity import label_fidelity
@@ -31,7 +33,9 @@ def run_evaluate(
     runtime = resolve_runtime(base)
     test = load_split(prepared_dir, "test")
     fingerprint = load_fingerprint(prepared_dir)
-    preds = predict_runs(segmenters_dir, planned, test.images, runtime.device, cfg.batch_size)
+    accepted = _accepted(gated_dir) if cfg.synthetic.enabled else None
+    also = (cfg.baseline, accepted["images"]) if accepted else None  # the baseline's view of the accepted labels
+    preds = predict_runs(segmenters_dir, planned, test.images, runtime.device, cfg.batch_size, also)
     ev = evaluate_predictions(test.masks, test.ids, test.table, fingerprint, preds, cfg, base.seed)
     if cfg.synthetic.enabled:
         lesion_class = resolve_lesion_class(cfg, len(fingerprint.get("class_names", [0, 1])))
@@ -42,8 +46,12 @@ def run_evaluate(
             gated_dir, test.images, test.masks, lesion_class, cfg.synthetic, base.seed,
             train.images if train else None, train.masks if train else None,
         )
-        ev.metrics["synthetic"].update(_fidelity(gated_dir, segmenters_dir, preds, cfg, test, lesion_class,
-                                                 float(ev.metrics["small_area_frac"]), runtime.device))
+        baseline_runs = [p for p in preds if p.also is not None]
+        if accepted and baseline_runs:
+            masks = {"accepted": accepted["masks"], "test": test.masks}
+            small = {k: _is_small(v, lesion_class, float(ev.metrics["small_area_frac"])) for k, v in masks.items()}
+            ev.metrics["synthetic"].update(label_fidelity(
+                {"accepted": [p.also for p in baseline_runs], "test": [p.masks for p in baseline_runs]}, masks, small, lesion_class))
     write_evaluation(
         ev, {p.name: p.masks for p in preds}, test.images, test.masks, test.ids.astype(str),
         out_dir, metrics_path, cfg.worst_cases, segmenters_dir,
@@ -51,27 +59,18 @@ def run_evaluate(
     return ev.metrics
 
 
-def _fidelity(gated_dir: str | Path, segmenters_dir: str | Path, preds: list[Any], cfg: EvaluateConfig, test: Any,
-              lesion_class: int, small_frac: float, device: Any) -> dict[str, Any]:
-    """The baseline runs' view of the accepted labels (diffaug.evaluation.fidelity); {} without
-    accepted samples or baseline runs."""
+
+def _accepted(gated_dir: str | Path) -> dict[str, Any] | None:
+    """The gate's accepted pairs (images, masks, ...), None when there are none."""
     from diffaug.io import load_npz
-    from diffaug.segmenter import load_segmenter
 
     npz = Path(gated_dir) / "accepted.npz"
-    base = [p for p in preds if p.group == cfg.baseline]
     accepted = load_npz(npz) if npz.is_file() else {}
-    if not base or not len(accepted.get("images", [])):
-        return {}
-    predicted = []
-    for run in base:
-        seg = load_segmenter(Path(segmenters_dir) / run.name, device)
-        seg.batch_size = cfg.batch_size
-        predicted.append(seg.predict(accepted["images"]))
+    return accepted if len(accepted.get("images", [])) else None
 
-    def is_small(masks):  # image-level size class by lesion area, as prepare's size_class
-        return (masks == lesion_class).mean(axis=(1, 2)) < small_frac
 
-    masks = {"accepted": accepted["masks"], "test": test.masks}
-    return label_fidelity({"accepted": predicted, "test": [p.masks for p in base]}, masks,
-                          {k: is_small(v) for k, v in masks.items()}, lesion_class)
+def _is_small(masks: Any, lesion_class: int, small_frac: float) -> Any:
+    """(N, H, W) class indices -> (N,) bool: prepare's image-level size class is "small"."""
+    from diffaug.data.stats import size_class
+
+    return np.array([size_class(a, small_frac) == "small" for a in (masks == lesion_class).mean(axis=(1, 2))])
