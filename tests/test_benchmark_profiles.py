@@ -61,3 +61,4 @@ def test_real_data_overlays_carry_the_real_data_segmenter_recipe(overlay, repo_r
     assert (seg.augment.rotation_degrees, seg.augment.scale_min, seg.augment.scale_max) == (45, 0.7, 1.4)
     assert (seg.augment.elastic_prob, seg.augment.brightness, seg.augment.contrast, seg.augment.saturation) == (0.5, 0.3, 0.3, 0.2)
     assert (default.norm, len(default.channels), default.augment.brightness) == ("instance", 3, 0.1)
+    assert default.ignore_band > 0 and seg.ignore_band == 0  # the band helped the phantom, not real frames

@@ -119,6 +119,7 @@ def test_empty_gate_with_error_policy(setup, write_params):
         ({"steps": 3}, "warmup_steps"),
         ({"augment": {"elastic_prob": 2}}, "train_segmenter.augment.elastic_prob"),
         ({"lr": 0.01, "batch": 3}, "unknown key"),
+        ({"ignore_band": -1}, "train_segmenter.ignore_band"),
     ],
 )
 def test_bad_params_name_the_key(values, key):

@@ -174,3 +174,67 @@ def test_run_names():
     assert run_name("diffaug", 0) == "diffaug-s0"
     with pytest.raises(ValueError, match="unknown variant"):
         run_name("mixup", 0)
+
+
+def test_ignore_band_marks_the_background_ring_and_survives_augmentation():
+    from diffaug.segmenter.augment import augment_batch
+    from diffaug.segmenter.config import StandardAugmentConfig
+    from diffaug.segmenter.train import IGNORE, ignore_band
+
+    y = torch.zeros(2, 16, 16, dtype=torch.long)
+    y[0, 6:9, 6:9] = 1  # a 3 x 3 lesion; the second mask is lesion-free
+    band = ignore_band(y, 2)
+    assert torch.equal(band[0] == 1, y[0] == 1)  # the lesion keeps its label
+    ring = torch.zeros(16, 16, dtype=torch.bool)
+    ring[4:11, 4:11] = True
+    ring[6:9, 6:9] = False
+    assert torch.equal(band[0] == IGNORE, ring)  # 7 x 7 square minus the lesion: 40 px
+    assert torch.equal(band[1], y[1]) and torch.equal(ignore_band(y, 0), y)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    _, moved = augment_batch(x, band, StandardAugmentConfig(), torch.Generator().manual_seed(1))
+    assert set(moved.unique().tolist()) <= {0, 1, IGNORE} and (moved == IGNORE).any()
+
+
+def test_ignored_pixels_count_in_neither_loss_term():
+    from monai.losses import DiceLoss, MaskedDiceLoss
+
+    from diffaug.segmenter.train import IGNORE, ignore_band, per_sample_loss
+
+    dice = DiceLoss(include_background=False, to_onehot_y=True, softmax=True, reduction="none")
+    masked = MaskedDiceLoss(include_background=False, to_onehot_y=True, softmax=True, reduction="none")
+    y = torch.zeros(3, 16, 16, dtype=torch.long)
+    y[:, 5:10, 5:10] = 1
+    logits = torch.randn(3, 2, 16, 16, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    plain = per_sample_loss(logits, y, 1.0, dice, masked)
+    assert torch.equal(plain, per_sample_loss(logits, y, 1.0, dice))  # no IGNORE: the unmasked loss
+    banded = ignore_band(y, 1)
+    loss = per_sample_loss(logits, banded, 1.0, dice, masked)
+    assert not torch.allclose(loss, plain)
+    loss.sum().backward()
+    ring = (banded == IGNORE).unsqueeze(1).expand_as(logits)
+    assert logits.grad[ring].abs().max() == 0 and logits.grad[~ring].abs().max() > 0
+    # by hand: CE over the kept pixels + 1 - soft Dice of the foreground over them
+    keep = (banded != IGNORE).float()
+    p, t = logits.detach().softmax(1)[:, 1], (banded == 1).float()
+    ce = torch.nn.functional.cross_entropy(logits.detach(), banded.masked_fill(banded == IGNORE, 0), reduction="none")
+    want = (ce * keep).sum((1, 2)) / keep.sum((1, 2)) + 1 - 2 * (p * t * keep).sum((1, 2)) / (
+        (p * keep).sum((1, 2)) + (t * keep).sum((1, 2)))
+    assert torch.allclose(loss.detach(), want, atol=1e-4)
+
+
+def test_ignore_band_changes_only_the_diffaug_runs(data, runtime):
+    train, _ = data
+    synthetic = Pairs(*toy_pairs(10, 32, seed=9))
+    base = TrainSegmenterConfig(steps=4, **FAST)
+    banded = TrainSegmenterConfig(steps=4, ignore_band=2, **FAST)
+
+    def weights(cfg, variant, ratio):
+        net = train_segmenter(train, 2, cfg, variant, ratio, 0, runtime, synthetic=synthetic).segmenter.net
+        return net.state_dict()
+
+    a, b = weights(base, "standard", 0.0), weights(banded, "standard", 0.0)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # real pairs carry no band
+    a, b = weights(base, "copypaste", 1.0), weights(banded, "copypaste", 1.0)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # pasted real lesions carry no band
+    a, b = weights(base, "diffaug", 1.0), weights(banded, "diffaug", 1.0)
+    assert not all(torch.equal(a[k], b[k]) for k in a)

@@ -179,6 +179,12 @@ class TrainSegmenterConfig(OptimConfig):
     synthetic_share: float = Field(0.2, ge=0, lt=1)
     synthetic_loss_weight: float = Field(1.0, ge=0)  # per-sample loss weight of extra pairs (real = 1)
     weight_by_gate_iou: bool = False  # diffaug: also multiply by the gate's IoU (accepted.csv `iou`) as a soft weight
+    # diffaug: background pixels within this many px of a synthetic pair's lesion are left out of
+    # the loss. A painted lesion's edge (the feathered blend, the generator's 4-px latent cells) is
+    # not where its mask says; calling lesion-looking pixels background teaches the segmenter to
+    # under-segment small lesions (evaluate's label fidelity, docs/segmenter.md). 0 = off.
+    # architecture unet only: the latent network's loss is eq. 12 on whole masks.
+    ignore_band: int = Field(0, ge=0)
     real_only_steps: int = Field(0, ge=0)  # two-phase schedule: the last N steps use real pairs only
     # diffaug with no accepted samples: "warn" trains on real + standard only and records it;
     # "error" stops with a one-line message.

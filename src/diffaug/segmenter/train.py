@@ -3,9 +3,11 @@
 The budget is `steps` optimiser steps (`diffaug.segmenter.mixing`): every variant sees each real
 image equally often; `copypaste` and `diffaug` add extra pairs to each batch. Loss per sample:
 cross-entropy + `dice_weight` × soft Dice (MONAI), weighted per sample (real 1; extra
-`synthetic_loss_weight`, optionally × the gate IoU), averaged over the batch. A seeded validation
-part of the real split (whole sequences, `diffaug.data.holdout`; the same for every run of a
-`base.seed`) is scored every `eval_every` steps; the best validation Dice is the run's model.
+`synthetic_loss_weight`, optionally × the gate IoU), averaged over the batch; `ignore_band` px of
+background around a synthetic (diffaug) pair's lesion carry the label IGNORE and count in neither
+term (architecture unet). A seeded validation part of the real split (whole sequences,
+`diffaug.data.holdout`; the same for every run of a `base.seed`) is scored every `eval_every`
+steps; the best validation Dice is the run's model.
 """
 
 from __future__ import annotations
@@ -90,12 +92,38 @@ def build_extra_pairs(
     return Pairs(synthetic.images[idx], synthetic.masks[idx]), weights, warnings
 
 
-def per_sample_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float, dice_fn) -> torch.Tensor:
-    """(B,) cross-entropy + dice_weight × soft Dice over the foreground classes."""
-    ce = torch.nn.functional.cross_entropy(logits, target, reduction="none").mean(dim=(1, 2))
+# label of the pixels left out of the loss (the band around a composited lesion); nearest-
+# neighbour augmentation carries it like a class index
+IGNORE = 255
+
+
+def ignore_band(masks: torch.Tensor, band: int) -> torch.Tensor:
+    """(N, H, W) labels with the background pixels within `band` px (square neighbourhood,
+    the Chebyshev distance) of any foreground pixel set to IGNORE; `band` 0 returns `masks`."""
+    if band == 0 or len(masks) == 0:
+        return masks
+    fg = (masks > 0).float().unsqueeze(1)
+    near = torch.nn.functional.max_pool2d(fg, 2 * band + 1, stride=1, padding=band)[:, 0] > 0
+    return masks.masked_fill(near & (masks == 0), IGNORE)
+
+
+def per_sample_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float, dice_fn,
+                    masked_dice_fn=None) -> torch.Tensor:
+    """(B,) cross-entropy + dice_weight × soft Dice over the foreground classes; pixels labelled
+    IGNORE count in neither (cross-entropy averaged over the others, Dice of MONAI's masked loss)."""
+    valid = target != IGNORE
+    if masked_dice_fn is None or bool(valid.all()):
+        ce = torch.nn.functional.cross_entropy(logits, target, reduction="none").mean(dim=(1, 2))
+        if dice_weight == 0:
+            return ce
+        dice = dice_fn(logits, target.unsqueeze(1)).reshape(len(logits), -1).mean(dim=1)
+        return ce + dice_weight * dice
+    ce = torch.nn.functional.cross_entropy(logits, target, ignore_index=IGNORE, reduction="none")
+    ce = ce.sum(dim=(1, 2)) / valid.sum(dim=(1, 2)).clamp_min(1)
     if dice_weight == 0:
         return ce
-    dice = dice_fn(logits, target.unsqueeze(1)).reshape(len(logits), -1).mean(dim=1)
+    label = target.masked_fill(~valid, 0).unsqueeze(1)
+    dice = masked_dice_fn(logits, label, mask=valid.unsqueeze(1).float()).reshape(len(logits), -1).mean(dim=1)
     return ce + dice_weight * dice
 
 
@@ -126,16 +154,20 @@ class SegmenterTask:
     select_key = "dice"
 
     def __init__(self, net: SegmenterNet, cfg: TrainSegmenterConfig, plan, real: Pairs, extra: Pairs | None,
-                 weights: np.ndarray, val: Pairs, augment: bool, device: torch.device) -> None:
-        from monai.losses import DiceLoss
+                 weights: np.ndarray, val: Pairs, augment: bool, device: torch.device, band: int = 0) -> None:
+        from monai.losses import DiceLoss, MaskedDiceLoss
 
         self.model, self.spec, self.cfg, self.plan = net, net.config, cfg, plan
         self.x_real, self.y_real = to_tensors(real)
         self.x_extra, self.y_extra = to_tensors(extra) if extra is not None else (None, None)
+        if self.y_extra is not None:
+            self.y_extra = ignore_band(self.y_extra, band)
         self.w_extra = torch.from_numpy(weights)
         self.val, self.augment, self.device = val, augment, device
         self.latent = cfg.architecture == "latent"
         self.dice_fn = DiceLoss(include_background=False, to_onehot_y=True, softmax=True, reduction="none")
+        self.masked_dice_fn = (MaskedDiceLoss(include_background=False, to_onehot_y=True, softmax=True,
+                                              reduction="none") if band > 0 else None)
 
     def parameters(self):
         return self.model.trainable_parameters()
@@ -161,7 +193,7 @@ class SegmenterTask:
                                       c.latent.lambda_dice)
         else:
             logits = model(xb)
-            loss_each = per_sample_loss(logits.float(), yb, c.dice_weight, self.dice_fn)
+            loss_each = per_sample_loss(logits.float(), yb, c.dice_weight, self.dice_fn, self.masked_dice_fn)
         loss = (loss_each.float() * wb).sum() / wb.sum().clamp_min(1e-6)
         return {"loss": loss, "dice_real": hard_dice(logits[:n_real].detach(), yb[:n_real]).cpu()}
 
@@ -227,7 +259,9 @@ def train_segmenter(
             net = SegmenterNet(**net_config)
     plan = training_plan(n_real, n_extra, cfg.steps, cfg.batch_size, cfg.synthetic_share, cfg.real_only_steps,
                          [runtime.seed, seed, 1])
-    task = SegmenterTask(net, cfg, plan, real, extra, weights, val, variant != "none", runtime.device)
+    # the band is the painted lesions' (copypaste pastes real lesion pixels: measured worse with it, docs/segmenter.md)
+    band = cfg.ignore_band if variant == "diffaug" and not latent else 0
+    task = SegmenterTask(net, cfg, plan, real, extra, weights, val, variant != "none", runtime.device, band)
 
     schedule = cfg.schedule(cfg.checkpoint_every, cfg.log_every, cfg.eval_every)
     if latent:
