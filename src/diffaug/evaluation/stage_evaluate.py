@@ -12,7 +12,7 @@ from diffaug.evaluation.config import EvaluateConfig
 from diffaug.evaluation.fidelity import label_fidelity
 from diffaug.evaluation.outputs import write_evaluation
 from diffaug.evaluation.runner import evaluate_predictions, predict_runs, resolve_lesion_class
-from diffaug.evaluation.synthetic import synthetic_quality
+from diffaug.evaluation.synthetic import gate_arrays, synthetic_quality
 
 
 def run_evaluate(
@@ -33,8 +33,10 @@ def run_evaluate(
     runtime = resolve_runtime(base)
     test = load_split(prepared_dir, "test")
     fingerprint = load_fingerprint(prepared_dir)
-    accepted = _accepted(gated_dir) if cfg.synthetic.enabled else None
-    also = (cfg.baseline, accepted["images"]) if accepted else None  # the baseline's view of the accepted labels
+    gate = gate_arrays(gated_dir) if cfg.synthetic.enabled else {}
+    accepted = gate.get("accepted")
+    # the baseline's view of the accepted labels (label fidelity)
+    also = (cfg.baseline, accepted["images"]) if accepted and len(accepted.get("images", [])) else None
     preds = predict_runs(segmenters_dir, planned, test.images, runtime.device, cfg.batch_size, also)
     ev = evaluate_predictions(test.masks, test.ids, test.table, fingerprint, preds, cfg, base.seed)
     if cfg.synthetic.enabled:
@@ -44,10 +46,10 @@ def run_evaluate(
         train = load_split(prepared_dir, "train") if has_train else None
         ev.metrics["synthetic"] = synthetic_quality(
             gated_dir, test.images, test.masks, lesion_class, cfg.synthetic, base.seed,
-            train.images if train else None, train.masks if train else None,
+            train.images if train else None, train.masks if train else None, gate,
         )
-        baseline_runs = [p for p in preds if p.also is not None]
-        if accepted and baseline_runs:
+        baseline_runs = [p for p in preds if p.also is not None]  # none without accepted samples
+        if baseline_runs:
             masks = {"accepted": accepted["masks"], "test": test.masks}
             small = {k: _is_small(v, lesion_class, float(ev.metrics["small_area_frac"])) for k, v in masks.items()}
             ev.metrics["synthetic"].update(label_fidelity(
@@ -57,16 +59,6 @@ def run_evaluate(
         out_dir, metrics_path, cfg.worst_cases, segmenters_dir,
     )
     return ev.metrics
-
-
-
-def _accepted(gated_dir: str | Path) -> dict[str, Any] | None:
-    """The gate's accepted pairs (images, masks, ...), None when there are none."""
-    from diffaug.io import load_npz
-
-    npz = Path(gated_dir) / "accepted.npz"
-    accepted = load_npz(npz) if npz.is_file() else {}
-    return accepted if len(accepted.get("images", [])) else None
 
 
 def _is_small(masks: Any, lesion_class: int, small_frac: float) -> Any:

@@ -156,6 +156,12 @@ def _gate_stats(frames: dict[str, pd.DataFrame | None]) -> dict[str, Any]:
     return out
 
 
+def gate_arrays(gated_dir: str | Path) -> dict[str, dict[str, np.ndarray] | None]:
+    """The gate's accepted.npz / rejected.npz arrays per set; None for a set the gate did not write."""
+    files = {name: Path(gated_dir) / f"{name}.npz" for name in SETS}
+    return {name: load_npz(npz) if npz.is_file() else None for name, npz in files.items()}
+
+
 def synthetic_quality(
     gated_dir: str | Path,
     real_images: np.ndarray,
@@ -165,6 +171,7 @@ def synthetic_quality(
     seed: int,
     train_images: np.ndarray | None = None,
     train_masks: np.ndarray | None = None,
+    arrays: dict[str, dict[str, np.ndarray] | None] | None = None,
 ) -> dict[str, Any]:
     """Table 5 figures as a flat dict; absent inputs or weights give null plus a `*_status` reason.
 
@@ -175,11 +182,10 @@ def synthetic_quality(
     gated_dir = Path(gated_dir)
     out: dict[str, Any] = {}
     frames: dict[str, pd.DataFrame | None] = {}
-    arrays: dict[str, dict[str, np.ndarray] | None] = {}
+    arrays = gate_arrays(gated_dir) if arrays is None else arrays  # `gate_arrays(gated_dir)`, loaded by the caller
     for name in SETS:
-        csv, npz = gated_dir / f"{name}.csv", gated_dir / f"{name}.npz"
+        csv = gated_dir / f"{name}.csv"
         frames[name] = pd.read_csv(csv) if csv.is_file() and csv.stat().st_size else None
-        arrays[name] = load_npz(npz) if npz.is_file() else None
     if all(v is None for v in arrays.values()):
         reason = f"unavailable: no gate output in {gated_dir} (run the gate stage)"
         out.update({k: None for k in ("n_generated", "acceptance_rate", "lpips_accepted", "fid_accepted", "c2st_auc_accepted")})
