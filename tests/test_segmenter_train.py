@@ -238,3 +238,19 @@ def test_ignore_band_changes_only_the_diffaug_runs(data, runtime):
     assert all(torch.equal(a[k], b[k]) for k in a)  # pasted real lesions carry no band
     a, b = weights(base, "diffaug", 1.0), weights(banded, "diffaug", 1.0)
     assert not all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_hard_dice_is_the_dice_of_the_argmax_ties_included():
+    from diffaug.segmenter.train import hard_dice
+
+    g = torch.Generator().manual_seed(0)
+    for classes in (2, 3):
+        # coarse logits so that ties between classes occur (argmax gives them to the lower class)
+        logits = torch.randint(-2, 3, (6, classes, 16, 16), generator=g).float()
+        target = torch.randint(0, classes, (6, 16, 16), generator=g)
+        pred, gt = logits.argmax(1) > 0, target > 0
+        ties = (logits[:, 1:].amax(1) == logits[:, 0]).sum()
+        assert ties > 0
+        expected = 2 * (pred & gt).sum().item() / (pred.sum() + gt.sum()).item()
+        assert hard_dice(logits, target).item() == pytest.approx(expected, abs=1e-7)
+    assert hard_dice(torch.zeros(1, 2, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long)).item() == 1.0
