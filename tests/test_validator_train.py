@@ -50,9 +50,11 @@ def test_resume_gives_the_same_weights_and_loss_falls(tmp_path):
         train_network(images, masks, vae, cfg, 1, seed=3, checkpoint_dir=tmp_path / "c", stop_after=20)
     for name in ("resumed", "finished"):
         with Curves(tmp_path / name) as curves:
-            train_network(images, masks, vae, cfg, 1, seed=3, checkpoint_dir=tmp_path / "c", curves=curves)
+            _, info_c = train_network(images, masks, vae, cfg, 1, seed=3, checkpoint_dir=tmp_path / "c", curves=curves)
         curve = pd.read_csv(tmp_path / name / "plots" / "metrics" / "train" / "loss.tsv", sep="\t")
         assert curve["step"].tolist() == [5, 10, 15, 20, 25, 30], (name, curve)
+        # the last window's losses (metrics final_*) are those of the unbroken run, loaded or not
+        assert info_c.history == info.history and "lr" not in info_c.history, (name, info_c.history)
 
     other = cfg.model_copy(update={"lr": 1e-3})  # other params: the checkpoint is not reused
     with pytest.raises(TrainingStopped):

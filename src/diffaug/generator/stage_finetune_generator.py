@@ -16,7 +16,7 @@ from diffaug.io import atomic_dir, write_metrics
 from diffaug.runtime import resolve_runtime
 
 # keys of the training metrics that go to the timings file (metrics/timings/finetune_generator.json)
-TIMING_KEYS = ("seconds",)
+TIMING_KEYS = ("seconds", "steps_run", "resumed_from_step")  # how this call ran, not what it learned
 
 
 def run_finetune_generator(

@@ -121,7 +121,7 @@ class Trainer:
         return info
 
     def _save(self, acc, step: int, sampler: torch.Generator, best: dict | None, best_step, best_score,
-              window: dict[str, list[float]]) -> None:
+              window: dict[str, list[float]], last: dict[str, float]) -> None:
         from safetensors.torch import save_file
 
         with CheckpointWriter(acc, self.folder) as tmp:
@@ -135,6 +135,8 @@ class Trainer:
                     "best_step": best_step, "best_score": best_score, "points": self.curves.points,
                     # losses since the last curve point: a resumed run logs the same window means
                     "window": window,
+                    # the last logged window means: a finished run loaded reports what it reported
+                    "last": last,
                 }, indent=1, sort_keys=True))
 
     # ---------------------------------------------------------------------------------- loop
@@ -160,6 +162,7 @@ class Trainer:
 
         start, best, best_step, best_score = 0, None, None, None
         window: dict[str, list[float]] = {}
+        last: dict[str, float] = {}
         info = self._resume_info()
         if info is not None:
             acc.load_state(str(self.folder))
@@ -170,12 +173,12 @@ class Trainer:
             # the checkpoint's points hold those of earlier fits logging into these curves too
             self.curves.restore(info["points"])
             window = {k: list(v) for k, v in info.get("window", {}).items()}
+            last = dict(info.get("last", {}))
             if start < s.steps:
                 note(f"{self.description}: resumed from step {start} of {s.steps}")
 
         steps_run = 0
         model.train()
-        last: dict[str, float] = {}
         todo = range(start, s.steps)
         for step in track(todo, self.description) if acc.is_main_process else todo:
             if self.stop_after is not None and steps_run >= self.stop_after:
@@ -207,14 +210,12 @@ class Trainer:
                     best_score, best_step = float(scores[select_key]), done
                     best = {k: v.detach().cpu().clone() for k, v in acc.unwrap_model(model).state_dict().items()}
             if self.folder is not None and ((s.checkpoint_every and done % s.checkpoint_every == 0) or done == s.steps):
-                self._save(acc, done, sampler, best, best_step, best_score, window)
+                self._save(acc, done, sampler, best, best_step, best_score, window, last)
         acc.wait_for_everyone()
         net = acc.unwrap_model(model)
         if best is not None:
             net.load_state_dict(best)
         net.eval()
-        if not last and self.curves.points:  # loaded a finished run: report its last logged window
-            last = {k: v for k, v in self.curves.points[-1].items() if k != "step"}
         return FitResult(s.steps, steps_run, start, best_step, best_score, last, time.perf_counter() - t0)
 
 

@@ -38,6 +38,7 @@ TIMING_KEYS = (
     "speed_batch", "speed_iterative_steps", "single_step_samples_per_s", "iterative_samples_per_s",
     "speed_ratio", "speed_ratio_latent", "speed_ratio_of_medians", "speed_ratio_latent_of_medians", "speed_ratio_goal",
     "speed_ms_encode", "speed_ms_condition", "speed_ms_denoise", "speed_ms_decode", "speed_condition_per_denoise",
+    "resumed_from_step",  # how this call ran (0 = trained here), not what it learned
 )
 
 
