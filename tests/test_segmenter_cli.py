@@ -54,8 +54,17 @@ def test_diffaug_run_writes_model_config_curves_metrics(setup):
     assert {k: m[k] for k in supply} == supply and m["n_warnings"] == 0
     assert {k: config["training"][k] for k in supply} == supply  # what evaluate reads
     # wall-clock time in its own file (not a DVC metric), and in neither metrics nor run.json
-    assert json.loads(timings.read_text()).keys() == {"seconds"} and json.loads(timings.read_text())["seconds"] > 0
-    assert "seconds" not in m and "seconds" not in config["training"]
+    t = json.loads(timings.read_text())
+    assert t.keys() == {"seconds", "resumed_from_step"} and t["seconds"] > 0 and t["resumed_from_step"] == 0
+    assert not {"seconds", "resumed_from_step"} & (set(m) | set(config["training"]))
+    # DVC reran the stage for nothing that matters: the finished run is loaded, and its metrics,
+    # and run.json are the bytes the training run wrote
+    written = {p: p.read_bytes() for p in (metrics, out / "run.json")}
+    again = _invoke(params, "--run", "diffaug-r0.5", "--seed", "1", "--prepared", prepared, "--gated", gated,
+                    "--out", out, "--metrics", metrics, "--live", live, "--checkpoints", ckpt, "--timings", timings)
+    assert again.exit_code == 0, again.output
+    assert json.loads(timings.read_text())["resumed_from_step"] == 6
+    assert {p: p.read_bytes() for p in written} == written
     seg = load_segmenter(out, "cpu")
     assert seg.predict(__import__("numpy").zeros((3, 32, 32, 3), "uint8")).shape == (3, 32, 32)
 

@@ -15,8 +15,9 @@ from diffaug.segmenter.runs import SUPPLY_KEYS, run_name, synthetic_supply
 METRIC_KEYS = ("loss_first", "loss_last", "train_dice_last", "steps", "n_real", "n_val", "n_extra",
                "real_exposure", "extra_exposure_mean", "extra_weight_mean", "best_step", "val_dice_best",
                "resumed_from_step")
-# and those that go into metrics/timings/train_segmenter/<run>.json (pseudolabel: its teacher's too)
-TIMING_KEYS = ("seconds", "teacher_seconds")
+# and those that go into metrics/timings/train_segmenter/<run>.json (pseudolabel: its teacher's too):
+# how the call ran, so a finished run loaded writes the same metrics file as the run that trained
+TIMING_KEYS = ("seconds", "teacher_seconds", "resumed_from_step")
 
 
 def run_train_segmenter(
@@ -62,7 +63,7 @@ def run_train_segmenter(
         "run": {"name": name, "spec": spec, "group": run_group(spec), "variant": variant,
                 "ratio": float(ratio), "seed": int(seed), "base_seed": base.seed},
         # wall-clock time and resume point stay out of run.json: equal seeds give identical bytes
-        "training": {k: v for k, v in result.summary.items() if k not in (*TIMING_KEYS, "resumed_from_step")},
+        "training": {k: v for k, v in result.summary.items() if k not in TIMING_KEYS},
         "params": cfg.model_dump(mode="json", exclude={"runs", "seeds"}),
     }
     with atomic_dir(out_dir) as tmp:

@@ -40,7 +40,9 @@ class Curves:
         if self._live is None:
             return
         self._live.step = int(point["step"])
-        for k, v in point.items():
+        # sorted: a run redrawn from a checkpoint (whose points are stored with sorted keys) then
+        # writes dvclive's summary in the same key order as the run that logged them
+        for k, v in sorted(point.items()):
             if k != "step":
                 self._live.log_metric(k, float(v))
 
