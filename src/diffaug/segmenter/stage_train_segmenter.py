@@ -13,8 +13,7 @@ from diffaug.segmenter.runs import SUPPLY_KEYS, run_name, synthetic_supply
 
 # flat numbers of the training summary that go into metrics/train_segmenter/<run>.json
 METRIC_KEYS = ("loss_first", "loss_last", "train_dice_last", "steps", "n_real", "n_val", "n_extra",
-               "real_exposure", "extra_exposure_mean", "extra_weight_mean", "best_step", "val_dice_best",
-               "resumed_from_step")
+               "real_exposure", "extra_exposure_mean", "extra_weight_mean", "best_step", "val_dice_best")
 # and those that go into metrics/timings/train_segmenter/<run>.json (pseudolabel: its teacher's too):
 # how the call ran, so a finished run loaded writes the same metrics file as the run that trained
 TIMING_KEYS = ("seconds", "teacher_seconds", "resumed_from_step")
@@ -68,7 +67,7 @@ def run_train_segmenter(
     }
     with atomic_dir(out_dir) as tmp:
         save_segmenter(tmp, result.segmenter.net, meta)
-    metrics = {"ratio": float(ratio)} | {k: result.summary[k] for k in METRIC_KEYS + SUPPLY_KEYS + ("seconds",)}
+    metrics = {"ratio": float(ratio)} | {k: result.summary[k] for k in METRIC_KEYS + SUPPLY_KEYS + ("seconds", "resumed_from_step")}
     metrics |= pseudo_stats  # pseudolabel: what its teacher labelled (teacher_seconds goes to the timings)
     write_metrics(metrics_path, timings_path, metrics | {"n_warnings": len(result.summary["warnings"])}, TIMING_KEYS)
     return result.summary
