@@ -93,8 +93,11 @@ def test_finished_checkpoint_is_reused_only_by_the_same_code(prepared, tmp_path,
     args = (cfg, base, prepared, tmp_path / "g", tmp_path / "ck", tmp_path / "live", tmp_path / "m.json")
     first = run_finetune_generator(*args)
     written = (tmp_path / "m.json").read_text()
+    summary = (tmp_path / "live" / "metrics.json").read_text()  # dvclive's summary, in git as plots/
+    assert not {"seconds", "steps_run", "resumed_from_step"} & set(json.loads(summary))
     again = run_finetune_generator(*args)  # DVC reran the stage, nothing that matters changed
     assert (tmp_path / "m.json").read_text() == written  # `dvc metrics diff` shows no change
+    assert (tmp_path / "live" / "metrics.json").read_text() == summary  # nor `git diff` of plots/
     assert again["steps_run"] == 0 and again["resumed_from_step"] == 12
     assert again["finetune_final_loss"] == pytest.approx(first["finetune_final_loss"])
     # other training code (a changed file among the stage's code deps) must train again

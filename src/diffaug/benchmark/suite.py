@@ -160,7 +160,7 @@ def bench_segmenter(segmenter: Any, images: np.ndarray, masks: np.ndarray, cfg: 
     net = SegmenterNet(**public_config(segmenter.spec)).to(rt.device).train()  # fresh weights, the run's network
     plan = training_plan(len(pairs), 0, 1, tcfg.batch_size, 0.0, 0, rt.seed)
     task = SegmenterTask(net, tcfg, plan, pairs, None, np.zeros(0, np.float32), pairs, True, rt.device)
-    opt = torch.optim.AdamW(net.parameters(), lr=tcfg.lr)
+    opt = torch.optim.AdamW(net.parameters(), lr=tcfg.lr, fused=True if tcfg.fused else None)  # as the trainer
     g = torch.Generator().manual_seed(rt.seed)
 
     def step() -> None:

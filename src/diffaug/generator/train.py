@@ -344,6 +344,9 @@ def finetune_generator(cfg: Any, runtime: Runtime, data: TrainData, ckpt_dir: st
         "n_lesions": int(len(data.lesion_images)),
         "n_zoomed_lesions": int(data.n_zoomed),
     }
-    curves.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "seconds"})
+    # how this call ran (steps run, resumed from, seconds) stays out of the dvclive summary, as it
+    # stays out of the stage's metrics: a finished run loaded writes the same summary
+    how_run = {"steps_run", "resumed_from_step", "seconds"}
+    curves.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k not in how_run})
     curves.close()
     return GeneratorTrainResult(gen, metrics, captions)

@@ -24,6 +24,9 @@ class OptimConfig(Section):
     betas: list[float] = Field(default_factory=lambda: [0.9, 0.999], min_length=2, max_length=2)  # AdamW (beta1, beta2)
     grad_accum: int = Field(1, ge=1)  # micro-batches per optimiser step (effective batch = batch_size x grad_accum)
     grad_clip: float = Field(1.0, ge=0)  # max gradient norm; 0 = no clipping
+    # torch's fused AdamW kernel (one pass over all tensors): the same update as the default
+    # per-tensor-list kernel up to float rounding, about 5x faster per step on a CPU (docs/training.md)
+    fused: bool = True
 
     @field_validator("betas")
     @classmethod
@@ -42,6 +45,6 @@ class OptimConfig(Section):
         return Schedule(
             steps=self.steps, lr=self.lr, min_lr_ratio=self.min_lr_ratio, warmup_steps=self.warmup_steps,
             weight_decay=self.weight_decay, betas=(float(self.betas[0]), float(self.betas[1])),
-            grad_accum=self.grad_accum, grad_clip=self.grad_clip, checkpoint_every=checkpoint_every,
+            grad_accum=self.grad_accum, grad_clip=self.grad_clip, fused=self.fused, checkpoint_every=checkpoint_every,
             log_every=log_every, eval_every=eval_every,
         )

@@ -17,6 +17,7 @@ class Schedule:
     betas: tuple[float, float] = (0.9, 0.999)
     grad_accum: int = 1  # micro-batches per optimiser step
     grad_clip: float = 0.0  # max gradient norm; 0 = no clipping
+    fused: bool = True  # torch's fused AdamW kernel (False: its default foreach kernel)
     checkpoint_every: int = 0  # optimiser steps between checkpoints; 0 = only the finished run
     log_every: int = 10  # optimiser steps between curve points (mean of the window)
     eval_every: int = 0  # optimiser steps between validations; 0 = none (the last weights are the model)

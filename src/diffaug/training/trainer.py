@@ -148,7 +148,8 @@ class Trainer:
         acc = Accelerator(cpu=self.runtime.device.type != "cuda", mixed_precision=self.runtime.mixed_precision,
                           gradient_accumulation_steps=s.grad_accum, step_scheduler_with_optimizer=False)
         params = list(task.parameters())
-        opt = torch.optim.AdamW(params, lr=s.lr, betas=tuple(s.betas), weight_decay=s.weight_decay)
+        opt = torch.optim.AdamW(params, lr=s.lr, betas=tuple(s.betas), weight_decay=s.weight_decay,
+                                fused=True if s.fused else None)
         sched = build_scheduler(opt, s)
         aux_m, aux_o = list(getattr(task, "aux_models", [])), list(getattr(task, "aux_optimizers", []))
         prepared = acc.prepare(task.model, opt, sched, *aux_m, *aux_o)

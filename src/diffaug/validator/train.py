@@ -132,7 +132,7 @@ class CodecTask:
 
 def codec_schedule(cfg: TrainValidatorConfig) -> Schedule:
     """Adam at a constant rate (AdamW without decay), as the codec has always been fitted."""
-    return Schedule(steps=cfg.codec_steps, lr=cfg.codec_lr, min_lr_ratio=1.0, betas=tuple(cfg.betas),
+    return Schedule(steps=cfg.codec_steps, lr=cfg.codec_lr, min_lr_ratio=1.0, betas=tuple(cfg.betas), fused=cfg.fused,
                     checkpoint_every=cfg.codec_steps, log_every=cfg.log_every)
 
 
