@@ -154,13 +154,14 @@ def bench_segmenter(segmenter: Any, images: np.ndarray, masks: np.ndarray, cfg: 
     from diffaug.segmenter.mixing import training_plan
     from diffaug.segmenter.models import SegmenterNet
     from diffaug.segmenter.train import SegmenterTask
+    from diffaug.training.trainer import build_optimizer
 
     tcfg = TrainSegmenterConfig.model_validate(params)
     pairs = Pairs(_batch(images, tcfg.batch_size), _batch(masks.astype(np.uint8), tcfg.batch_size))
     net = SegmenterNet(**public_config(segmenter.spec)).to(rt.device).train()  # fresh weights, the run's network
     plan = training_plan(len(pairs), 0, 1, tcfg.batch_size, 0.0, 0, rt.seed)
     task = SegmenterTask(net, tcfg, plan, pairs, None, np.zeros(0, np.float32), pairs, True, rt.device)
-    opt = torch.optim.AdamW(net.parameters(), lr=tcfg.lr, fused=True if tcfg.fused else None)  # as the trainer
+    opt = build_optimizer(net.parameters(), tcfg.schedule())  # the trainer's optimiser
     g = torch.Generator().manual_seed(rt.seed)
 
     def step() -> None:

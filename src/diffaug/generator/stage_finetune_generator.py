@@ -10,13 +10,10 @@ from typing import Any
 from diffaug.config import BaseConfig
 from diffaug.generator.config import FinetuneGeneratorConfig
 from diffaug.generator.models import save_generator
-from diffaug.generator.train import finetune_generator
+from diffaug.generator.train import TIMING_KEYS, finetune_generator
 from diffaug.generator.train_data import load_train_data
 from diffaug.io import atomic_dir, write_metrics
 from diffaug.runtime import resolve_runtime
-
-# keys of the training metrics that go to the timings file (metrics/timings/finetune_generator.json)
-TIMING_KEYS = ("seconds", "steps_run", "resumed_from_step")  # how this call ran, not what it learned
 
 
 def run_finetune_generator(

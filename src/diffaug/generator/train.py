@@ -38,6 +38,10 @@ from diffaug.training.state import code_digest, run_fingerprint
 from diffaug.training.trainer import Trainer, TrainingStopped
 
 PHASES = ("vae", "pretrain", "finetune")
+# metrics that say how this call ran, not what it learned: they go to the timings file
+# (metrics/timings/finetune_generator.json) and stay out of the dvclive summary, so a finished
+# run loaded writes the same summary
+TIMING_KEYS = ("seconds", "steps_run", "resumed_from_step")
 # the code a checkpoint depends on (= the code deps of the finetune_generator stage in dvc.yaml)
 TRAINING_MODULES = tuple(
     f"diffaug.generator.{m}" for m in ("config", "models", "text", "prompts", "losses", "train", "train_parts",
@@ -344,9 +348,6 @@ def finetune_generator(cfg: Any, runtime: Runtime, data: TrainData, ckpt_dir: st
         "n_lesions": int(len(data.lesion_images)),
         "n_zoomed_lesions": int(data.n_zoomed),
     }
-    # how this call ran (steps run, resumed from, seconds) stays out of the dvclive summary, as it
-    # stays out of the stage's metrics: a finished run loaded writes the same summary
-    how_run = {"steps_run", "resumed_from_step", "seconds"}
-    curves.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k not in how_run})
+    curves.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k not in TIMING_KEYS})
     curves.close()
     return GeneratorTrainResult(gen, metrics, captions)

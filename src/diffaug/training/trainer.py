@@ -82,6 +82,12 @@ class FitResult:
     seconds: float = 0.0
 
 
+def build_optimizer(params, s: Schedule) -> torch.optim.AdamW:
+    # fused=None, not False, when off: torch then picks its default (foreach) kernel
+    return torch.optim.AdamW(params, lr=s.lr, betas=tuple(s.betas), weight_decay=s.weight_decay,
+                             fused=True if s.fused else None)
+
+
 def build_scheduler(opt: torch.optim.Optimizer, s: Schedule):
     from transformers.optimization import get_cosine_with_min_lr_schedule_with_warmup
 
@@ -148,8 +154,7 @@ class Trainer:
         acc = Accelerator(cpu=self.runtime.device.type != "cuda", mixed_precision=self.runtime.mixed_precision,
                           gradient_accumulation_steps=s.grad_accum, step_scheduler_with_optimizer=False)
         params = list(task.parameters())
-        opt = torch.optim.AdamW(params, lr=s.lr, betas=tuple(s.betas), weight_decay=s.weight_decay,
-                                fused=True if s.fused else None)
+        opt = build_optimizer(params, s)
         sched = build_scheduler(opt, s)
         aux_m, aux_o = list(getattr(task, "aux_models", [])), list(getattr(task, "aux_optimizers", []))
         prepared = acc.prepare(task.model, opt, sched, *aux_m, *aux_o)
