@@ -11,7 +11,7 @@ from scipy import ndimage
 from diffaug.generator.compositing import composite, feather_alpha
 from diffaug.generator.config import PlacementConfig
 from diffaug.generator.generate import sample_seed
-from diffaug.generator.placement import field_of_view, place_lesion, transform_shape
+from diffaug.generator.placement import field_of_view, place_lesion, transform_patch, transform_shape
 
 S = 48
 YY, XX = np.mgrid[:S, :S]
@@ -80,6 +80,22 @@ def test_transform_shape_scales_and_rotates():
     assert transform_shape(shape, 1.0, 90.0, False).shape[1] >= 19  # tall becomes wide
     big = transform_shape(shape, 2.0, 0.0, False)
     assert 38 <= big.shape[0] <= 42
+
+
+def test_transform_patch_warps_pixels_with_the_shape():
+    shape = np.zeros((9, 14), bool)
+    shape[1:8, 2:13] = (YY[:7, :11] - 3) ** 2 / 9 + (XX[:7, :11] - 5) ** 2 / 30 < 1
+    pixels = np.zeros((9, 14, 3), np.uint8)
+    pixels[..., 0] = np.arange(14) * 18  # red grows left to right
+    pixels[..., 1] = 90
+    for scale, angle, flip in [(1.0, 0.0, False), (1.3, 37.0, True), (0.6, -120.0, False), (2.0, 180.0, True)]:
+        mask, warped = transform_patch(shape, pixels, scale, angle, flip)
+        np.testing.assert_array_equal(mask, transform_shape(shape, scale, angle, flip))  # the placement's shape
+        assert warped.shape == (*mask.shape, 3) and (warped[..., 1] == 90).all()  # a constant channel stays constant
+    # mirrored: red now grows right to left under the shape
+    mask, warped = transform_patch(shape, pixels, 1.0, 0.0, True)
+    red = np.where(mask, warped[..., 0].astype(float), np.nan)
+    assert np.nanmean(red[:, : mask.shape[1] // 2]) > np.nanmean(red[:, mask.shape[1] // 2 :]) + 50
 
 
 def test_feathered_composite_keeps_original_pixels_away_from_the_mask():

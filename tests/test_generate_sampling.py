@@ -9,7 +9,8 @@ import torch
 
 from diffaug.generator.models import load_generator
 from diffaug.generator.sampling import InpaintSampler, seed_noise, stock_inpaint, stock_pipeline
-from diffaug.latents import decode_latents
+from diffaug.imaging import to_model_space
+from diffaug.latents import decode_latents, encode_latents
 from generate_support import make_generator
 
 B, S = 3, 32
@@ -75,3 +76,23 @@ def test_without_text_guidance_one_branch_runs(gen, batch):
     assert not s.do_cfg
     out = s(images, masks, [""] * B, seeds)
     assert out.shape == (B, S, S, 3) and np.isfinite(out).all()
+
+
+def test_strength_starts_from_the_init_image(gen, batch):
+    """SDEdit: strength 1 ignores the init (pure noise, bit for bit); a low strength keeps the
+    painted region near the init, and every strength depends on the seed only as before."""
+    images, masks, prompts, seeds = batch
+    init = images.copy()
+    init[masks] = (200, 40, 40)  # a red "lesion" in the painted region
+    full = InpaintSampler(gen, "ddim", 10, 4.0, "healthy mucosa", trace=False)
+    np.testing.assert_array_equal(full(images, masks, prompts, seeds, init=init), full(images, masks, prompts, seeds))
+    low = InpaintSampler(gen, "ddim", 10, 4.0, "healthy mucosa", trace=False, strength=0.1)
+    out_low, out_full = low(images, masks, prompts, seeds, init=init), full(images, masks, prompts, seeds)
+    with torch.inference_mode():  # what the (random) VAE makes of the init: the start of a low-strength run
+        z = encode_latents(gen.vae, to_model_space(init))
+        recon = ((decode_latents(gen.vae, z).clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
+    err_low, err_full = np.abs(out_low - recon)[masks].mean(), np.abs(out_full - recon)[masks].mean()
+    assert err_low < 0.5 * err_full, (err_low, err_full)
+    np.testing.assert_array_equal(out_low, low(images, masks, prompts, seeds, init=init))
+    with pytest.raises(ValueError, match="strength"):
+        InpaintSampler(gen, "ddim", 10, 4.0, "", strength=0.0)

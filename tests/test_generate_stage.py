@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from diffaug.cli import app
 from diffaug.config import parse_section
+from diffaug.errors import InputError
 from diffaug.generator.generate import MANIFEST_COLUMNS, generate_shard, load_inputs, merge_shards, plan_background
 from diffaug.generator.models import load_generator
 from diffaug.io import load_npz
@@ -101,6 +102,26 @@ def test_ablation_switches(folders):
     assert [s.row for s in again] == [s.row for s in diverse[:2]]
 
 
+def test_real_lesion_init_puts_the_bank_shapes_own_tissue_in_the_painted_region(folders):
+    prepared, generator = folders
+    inputs = load_inputs(prepared)
+    banks = parse_section("finetune_generator", {}).prompts
+    cfg = parse_section("generate", {**GEN, "init": "real_lesion", "strength": 0.5, "variants": 4, "trace_unet": False})
+    specs = [s for i in range(3) for s in plan_background(inputs, i, cfg, banks, 0)]
+    noise_plan = [s for i in range(3) for s in plan_background(inputs, i, parse_section("generate", {**GEN, "variants": 4}), banks, 0)]
+    for s, n in zip(specs, noise_plan, strict=True):
+        assert s.row["init"] == "real_lesion" and s.row["strength"] == 0.5 and n.row["init"] == "noise"
+        np.testing.assert_array_equal(s.lesion, n.lesion)  # the same placements as without the init
+        bg = inputs.normals[s.bg_index]
+        assert (s.init[~s.lesion] == bg[~s.lesion]).all()
+        # the region holds pixels of the shape's source frame (the phantom lesion is brighter than the background)
+        source = inputs.train_images[str(inputs.bank_table.iloc[int(s.row["mask_id"][1:])]["source_id"])]
+        bank_shape = inputs.bank[int(s.row["mask_id"][1:])] > 0
+        assert abs(s.init[s.lesion].mean() - source[bank_shape].mean()) < abs(bg[s.lesion].mean() - source[bank_shape].mean())
+    shard = generate_shard(load_generator(generator), inputs, cfg, banks, 0, progress=False)
+    assert len(shard.rows) == 12 and shard.images.dtype == np.uint8
+
+
 def test_fundus_samples_get_an_enlarged_cup_inside_the_disc(tmp_path):
     prepared = make_prepared(tmp_path / "prepared", family="fundus", size=S, normals=2)
     generator = make_generator(tmp_path / "generator", family="fundus", size=S)
@@ -114,6 +135,10 @@ def test_fundus_samples_get_an_enlarged_cup_inside_the_disc(tmp_path):
         cup = shard.masks[k] == 2
         assert cup.sum() > (inputs.normal_masks[i] == 2).sum() and not (cup & ~disc).any()
         assert "cup" in row["prompt"] or "rim" in row["prompt"] or "glaucom" in row["prompt"]
+    # a cup is not tissue to paste: starting from a real lesion is refused with one line
+    with pytest.raises(InputError, match="real_lesion"):
+        plan_background(inputs, 0, parse_section("generate", {**GEN, "init": "real_lesion", "strength": 0.5}),
+                        parse_section("finetune_generator", {}).prompts, 0)
 
 
 @pytest.mark.parametrize(
@@ -122,6 +147,8 @@ def test_fundus_samples_get_an_enlarged_cup_inside_the_disc(tmp_path):
         ({"guidance_scale": 0.5}, None, 2, "generate.guidance_scale"),
         ({"steps": 0}, None, 2, "generate.steps"),
         ({"variants": 0}, None, 2, "generate.variants"),
+        ({"strength": 0.5}, None, 2, "init: real_lesion"),
+        ({"init": "real_lesion"}, None, 2, "strength < 1"),
         ({}, {"finetune_generator": {"prompts": {"polyp": {"negative": []}}}}, 2, "negative"),
     ],
 )

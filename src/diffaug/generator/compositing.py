@@ -40,10 +40,11 @@ def composite(original: np.ndarray, decoded: np.ndarray, mask: np.ndarray, sigma
 
 
 def paint_regions(sampler, frames: np.ndarray, regions: np.ndarray, windows: np.ndarray, prompts: list[str],
-                  seeds: list[int], sigma: float, dilate: int) -> np.ndarray:
+                  seeds: list[int], sigma: float, dilate: int, init: np.ndarray | None = None) -> np.ndarray:
     """Inpaint `regions` (B, H, W) bool of uint8 `frames` (B, H, W, 3) with `sampler`, each in its
     zoom window (side 0 = whole frame) resized to the frame size, then paste back and composite:
     -> uint8 (B, H, W, 3). Lesions (generate) and lesion holes (normals) are painted this way."""
-    decoded = sampler(crop(frames, windows), crop(regions.astype(np.uint8), windows, nearest=True) > 0, prompts, seeds)
+    kw = {} if init is None else {"init": crop(init, windows)}  # init (B, H, W, 3) uint8: the sampler's start (strength < 1)
+    decoded = sampler(crop(frames, windows), crop(regions.astype(np.uint8), windows, nearest=True) > 0, prompts, seeds, **kw)
     decoded = paste(frames.astype(np.float32) / 255, decoded, windows)  # (B, H, W, 3) in [0, 1]; outside a window: the frame
     return np.stack([composite(frames[k], decoded[k], regions[k], sigma, dilate) for k in range(len(frames))])

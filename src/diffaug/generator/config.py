@@ -261,6 +261,11 @@ class GenerateConfig(Section):
     feather_sigma: float = Field(1.0, ge=0)  # Gaussian sigma (px) of the composite's soft edge outside the mask
     feather_dilate: int = Field(1, ge=0)  # pixels the soft edge extends beyond the mask
     trace_unet: bool = True  # TorchScript-trace + freeze the UNet per batch shape (same numbers, less per-layer overhead)
+    # what the painted region starts from: noise (eq. 8, the paper) | real_lesion: the bank shape's
+    # own training lesion, warped with the shape, noised to `strength` of the schedule and
+    # repainted from there (SDEdit; docs/backgrounds.md, "Lesions started from real tissue")
+    init: Literal["noise", "real_lesion"] = "noise"
+    strength: float = Field(1.0, gt=0, le=1)  # share of the denoising steps run from the init (1 = from pure noise)
     placement: PlacementConfig = PlacementConfig()
     # small lesions painted (and checked by the gate) in a zoomed context window (diffaug.zoom);
     # finetune_generator and train_validator read it too, so they learn that scale
@@ -269,3 +274,11 @@ class GenerateConfig(Section):
     compare_stock: bool = True  # time diffusers' StableDiffusionInpaintPipeline side by side (metrics ratio)
     stock_backgrounds: int = Field(4, ge=1)  # backgrounds used for that comparison (kept small: it costs time)
     preview_samples: int = Field(8, ge=1)  # rows of the preview grid (background | mask | result)
+
+    @model_validator(mode="after")
+    def _init_strength(self) -> GenerateConfig:
+        if self.init == "noise" and self.strength < 1:
+            raise ValueError(f"strength {self.strength} < 1 needs an init image; set init: real_lesion (or strength: 1)")
+        if self.init == "real_lesion" and self.strength == 1:
+            raise ValueError("init: real_lesion with strength 1 starts from pure noise and never uses the lesion; set strength < 1")
+        return self

@@ -9,7 +9,10 @@ For every normal background b (index i) and variant v < `generate.variants`:
 - a small lesion (`generate.zoom`) is painted in its context window: the window of background and
   mask resized to the frame size goes into the same batch as the others, and the result is
   resized back into the frame before compositing; the manifest records the window
-  (window_y, window_x, window_side; side 0 = not zoomed), which the gate checks it in.
+  (window_y, window_x, window_side; side 0 = not zoomed), which the gate checks it in;
+- with `generate.init: real_lesion` (polyps) the painted region starts from the bank shape's own
+  training lesion, warped with the shape (`real_lesion_init`), noised to `generate.strength` of
+  the schedule (SDEdit); the default paints from pure noise (eq. 8).
 Backgrounds are grouped in fixed consecutive groups (⌊batch_size / variants⌋ backgrounds, i.e.
 their variants batched together, one VAE encode per batch); groups, not samples, are sharded
 across processes (group g → process g mod world). A group is computed identically whatever the
@@ -33,14 +36,14 @@ from diffaug.errors import InputError
 from diffaug.generator.compositing import paint_regions
 from diffaug.generator.config import GenerateConfig, PromptBanks
 from diffaug.generator.normals import Backgrounds, check_can_remove, remove_with_generator, removable
-from diffaug.generator.placement import place_lesion
+from diffaug.generator.placement import Placement, content_box, place_lesion, transform_patch
 from diffaug.generator.prompts import caption_for, negative_prompt
 from diffaug.zoom import window_for, windows_array
 
 MANIFEST_COLUMNS = [
     "sample_id", "background_id", "prompt", "negative_prompt", "mask_id", "transform", "seed", "steps",
     "guidance_scale", "scheduler", "variant", "lesion_area_frac", "size_class", "window_y", "window_x", "window_side",
-    "background_method",
+    "background_method", "init", "strength",
 ]
 
 
@@ -63,6 +66,7 @@ class GenerateInputs:
     small_area_frac: float
     backgrounds: Backgrounds  # how each normal was made; `normals` = backgrounds.images once chosen
     prepared_normals: np.ndarray  # (M, H, W, 3) prepare's normals (the classical fill), for the preview
+    train_images: dict[str, np.ndarray] = field(default_factory=dict)  # (H, W, 3) uint8 per train id: the bank's source lesions (init: real_lesion)
 
 
 def load_inputs(prepared_dir: str | Path) -> GenerateInputs:
@@ -85,6 +89,7 @@ def load_inputs(prepared_dir: str | Path) -> GenerateInputs:
         family=str(fp["family"]), normals=normals.images, normal_masks=normals.masks,
         normal_ids=normals.ids.astype(str), bank=bank.masks, bank_table=bank.table, source_stats=stats,
         small_area_frac=float(fp.get("small_area_frac", 0.05)), backgrounds=bg, prepared_normals=normals.images,
+        train_images=dict(zip(train.ids.astype(str), train.images, strict=True)),
     )
 
 
@@ -115,6 +120,25 @@ class SampleSpec:
     lesion: np.ndarray  # (H, W) bool, region the generator paints
     intended: np.ndarray  # (H, W) uint8 class indices
     row: dict[str, Any] = field(default_factory=dict)  # manifest row
+    init: np.ndarray | None = None  # (H, W, 3) uint8: the background with a real lesion in `lesion` (init: real_lesion)
+
+
+def real_lesion_init(inputs: GenerateInputs, i: int, p: Placement, source_id: str) -> np.ndarray:
+    """Background i with the placed bank shape's own training lesion in the placed region: the
+    source frame's pixels under the shape, warped with the shape's scale, rotation and mirror.
+    -> (H, W, 3) uint8 (equal to the background outside `p.lesion`)."""
+    if source_id not in inputs.train_images:
+        raise InputError(f"mask_bank.csv: mask {p.bank_index} names source '{source_id}', which is not in train.npz; re-run prepare")
+    shape = inputs.bank[p.bank_index] > 0
+    box = content_box(shape)
+    warped, pixels = transform_patch(shape[box], inputs.train_images[source_id][box], *p.warp)
+    rows, cols = content_box(p.lesion)
+    if warped.shape != p.lesion[rows, cols].shape:  # the same warp as placement: a mismatch is a bug, not bad input
+        raise AssertionError(f"warped lesion {warped.shape} does not match its placement {p.lesion[rows, cols].shape}")
+    out = inputs.normals[i].copy()
+    region = out[rows, cols]
+    region[warped] = pixels[warped]
+    return out
 
 
 def plan_background(inputs: GenerateInputs, i: int, cfg: GenerateConfig, banks: PromptBanks, base_seed: int) -> list[SampleSpec]:
@@ -123,6 +147,9 @@ def plan_background(inputs: GenerateInputs, i: int, cfg: GenerateConfig, banks: 
     neg = negative_prompt(bank_prompts) if cfg.text_guidance else ""
     rng = np.random.default_rng([base_seed, i, 0x6E])  # placement + prompt stream of this background
     H, W = inputs.normal_masks.shape[1:]
+    if cfg.init == "real_lesion" and inputs.family != "polyp":
+        raise InputError(f"generate.init: real_lesion pastes real polyp tissue; the {inputs.family} family has no such "
+                         "lesion to start from (set generate.init: noise, strength: 1)")
     specs = []
     for v in range(cfg.variants):
         p = place_lesion(inputs.normals[i], inputs.normal_masks[i], inputs.bank, inputs.family, cfg.placement, rng)
@@ -147,9 +174,10 @@ def plan_background(inputs: GenerateInputs, i: int, cfg: GenerateConfig, banks: 
             "steps": cfg.steps, "guidance_scale": cfg.guidance_scale if cfg.text_guidance else 1.0,
             "scheduler": cfg.scheduler, "variant": v, "lesion_area_frac": round(area, 6), "size_class": size_class,
             "window_y": wy, "window_x": wx, "window_side": ws,
-            "background_method": str(inputs.backgrounds.methods[i]),
+            "background_method": str(inputs.backgrounds.methods[i]), "init": cfg.init, "strength": cfg.strength,
         }
-        specs.append(SampleSpec(i * cfg.variants + v, i, v, p.lesion, p.intended, row))
+        init = real_lesion_init(inputs, i, p, str(brow.get("source_id", ""))) if cfg.init == "real_lesion" else None
+        specs.append(SampleSpec(i * cfg.variants + v, i, v, p.lesion, p.intended, row, init))
     return specs
 
 
@@ -198,15 +226,17 @@ def make_sampler(gen: Any, cfg: GenerateConfig, banks: PromptBanks, family: str,
 
     neg = negative_prompt(banks.for_family(family)) if cfg.text_guidance else ""
     return InpaintSampler(gen, cfg.scheduler, cfg.steps, cfg.guidance_scale, neg, use_cfg=cfg.text_guidance,
-                          device=device, dtype=dtype, trace=cfg.trace_unet)
+                          device=device, dtype=dtype, trace=cfg.trace_unet, strength=cfg.strength)
 
 
 def paint(sampler: Any, inputs: GenerateInputs, specs: list[SampleSpec], cfg: GenerateConfig) -> tuple[np.ndarray, np.ndarray]:
     """Sample one batch (zoomed samples as their windows, resized to the frame) and composite each
     result onto its background. -> images, intended masks."""
     win = windows_array([(s.row["window_y"], s.row["window_x"], s.row["window_side"]) for s in specs])
+    init = np.stack([s.init for s in specs]) if cfg.init == "real_lesion" else None
     out = paint_regions(sampler, inputs.normals[[s.bg_index for s in specs]], np.stack([s.lesion for s in specs]), win,
-                        [s.row["prompt"] for s in specs], [s.row["seed"] for s in specs], cfg.feather_sigma, cfg.feather_dilate)
+                        [s.row["prompt"] for s in specs], [s.row["seed"] for s in specs], cfg.feather_sigma, cfg.feather_dilate,
+                        init=init)
     return out, np.stack([s.intended for s in specs])
 
 

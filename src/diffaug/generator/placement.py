@@ -39,6 +39,7 @@ class Placement:
     intended: np.ndarray
     bank_index: int
     transform: dict = field(default_factory=dict)
+    warp: tuple[float, float, bool] = (1.0, 0.0, False)  # exact (scale, angle, flip) of the shape; `transform` rounds them
 
     def transform_json(self) -> str:
         return json.dumps(self.transform, sort_keys=True, separators=(",", ":"))
@@ -59,16 +60,21 @@ def field_of_view(image: np.ndarray, threshold: float, margin: int) -> np.ndarra
     return fov
 
 
-def crop_to_content(mask: np.ndarray) -> np.ndarray:
+def content_box(mask: np.ndarray) -> tuple[slice, slice]:
+    """Row and column slices of the tight box around a non-empty mask."""
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
-    return mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
-def transform_shape(shape: np.ndarray, scale: float, angle_deg: float, flip: bool) -> np.ndarray:
-    """Rotate (degrees, counter-clockwise), scale and optionally mirror a binary shape; returns
-    the tight crop of the result (at least one pixel)."""
-    src = shape[:, ::-1] if flip else shape
+def crop_to_content(mask: np.ndarray) -> np.ndarray:
+    return mask[content_box(mask)]
+
+
+def _warp(src: np.ndarray, scale: float, angle_deg: float, flip: bool, mode: str = "constant") -> np.ndarray:
+    """(h, w) float -> (S, S) float: mirrored (optional), rotated (degrees, counter-clockwise) and
+    scaled about its centre, on a square canvas that holds any rotation."""
+    src = src[:, ::-1] if flip else src
     h, w = src.shape
     diag = math.hypot(h, w) * scale
     out_size = max(1, int(math.ceil(diag)) + 2)
@@ -79,11 +85,32 @@ def transform_shape(shape: np.ndarray, scale: float, angle_deg: float, flip: boo
     c_out = np.array([(out_size - 1) / 2.0] * 2)
     c_in = np.array([(h - 1) / 2.0, (w - 1) / 2.0])
     offset = c_in - rot @ c_out
-    warped = ndimage.affine_transform(src.astype(np.float32), rot, offset=offset, output_shape=(out_size, out_size), order=1)
-    out = warped >= 0.5
+    return ndimage.affine_transform(src.astype(np.float32), rot, offset=offset, output_shape=(out_size, out_size),
+                                    order=1, mode=mode)
+
+
+def _warped_shape(shape: np.ndarray, scale: float, angle_deg: float, flip: bool) -> np.ndarray:
+    out = _warp(shape.astype(np.float32), scale, angle_deg, flip) >= 0.5
     if not out.any():  # a shape scaled below one pixel: keep its centre pixel
-        out[out_size // 2, out_size // 2] = True
-    return crop_to_content(out)
+        out[out.shape[0] // 2, out.shape[1] // 2] = True
+    return out
+
+
+def transform_shape(shape: np.ndarray, scale: float, angle_deg: float, flip: bool) -> np.ndarray:
+    """Rotate (degrees, counter-clockwise), scale and optionally mirror a binary shape; returns
+    the tight crop of the result (at least one pixel)."""
+    return crop_to_content(_warped_shape(shape, scale, angle_deg, flip))
+
+
+def transform_patch(shape: np.ndarray, pixels: np.ndarray, scale: float, angle_deg: float,
+                    flip: bool) -> tuple[np.ndarray, np.ndarray]:
+    """`transform_shape` of a shape together with its pixels (h, w, 3) uint8, the same crop of
+    both: -> (mask (h', w') bool, pixels (h', w', 3) uint8)."""
+    out = _warped_shape(shape, scale, angle_deg, flip)
+    box = content_box(out)
+    # mode="nearest": pixels warped from beyond the source crop repeat its edge rather than black
+    warped = np.stack([_warp(pixels[..., c], scale, angle_deg, flip, "nearest")[box] for c in range(3)], -1)
+    return out[box], np.clip(np.rint(warped), 0, 255).astype(np.uint8)
 
 
 def valid_offsets(allowed: np.ndarray, shape: np.ndarray) -> np.ndarray:
@@ -120,7 +147,7 @@ def _polyp(bg: np.ndarray, existing: np.ndarray, shape: np.ndarray, k: int, cfg:
             intended[lesion] = 1
             tf = {"scale": round(scale, 4), "angle": round(angle, 2), "flip": flip,
                   "cy": round(float(cy), 2), "cx": round(float(cx), 2), "tries": attempt + 1}
-            return Placement(lesion, intended, k, tf)
+            return Placement(lesion, intended, k, tf, (scale, angle, flip))
         if attempt % 5 == 4:  # does not fit at this size anywhere: try smaller shapes
             shrink *= 0.8
     raise InputError(

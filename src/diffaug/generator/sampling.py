@@ -13,6 +13,11 @@ For a batch of B (background, mask, prompt, seed) rows:
    once per batch, not per step; prompt embeddings come from the text encoder's cache.
 4. x̂ = D(z_0 / scaling_factor) in [0, 1], (B, H, W, 3); compositing is the caller's job.
 
+With `strength` < 1 and an init image (SDEdit, Meng et al., ICLR 2022; diffusers' `strength`),
+step 2 starts from the init's latents noised to the timestep at that share of the schedule,
+z_t = add_noise(E(init) · s, z_T, t_start), and step 3 runs the last ⌊steps · strength⌋ steps:
+the painted region keeps the init's structure at low strength and is repainted from scratch at 1.
+
 `stock_pipeline` builds diffusers' `StableDiffusionInpaintPipeline` from the same components for
 the side-by-side timing (and the equivalence test) of metrics/generate.json.
 """
@@ -54,7 +59,7 @@ def seed_noise(seeds: Sequence[int], shape: tuple[int, ...]) -> torch.Tensor:
 
 
 class InpaintSampler:
-    """Our batched sampler; `__call__(images, masks, prompts, seeds) -> (B, H, W, 3) float [0, 1]`.
+    """Our batched sampler; `__call__(images, masks, prompts, seeds[, init]) -> (B, H, W, 3) float [0, 1]`.
 
     guidance_scale ≤ 1 or use_cfg=False runs the conditional branch alone (the "no text
     guidance" ablation passes empty prompts with use_cfg=False).
@@ -72,6 +77,7 @@ class InpaintSampler:
         dtype: torch.dtype = torch.float32,
         fast: bool = True,
         trace: bool = False,
+        strength: float = 1.0,
     ) -> None:
         self.gen = gen
         self.scheduler_name = scheduler
@@ -86,6 +92,9 @@ class InpaintSampler:
         self.trace = trace  # TorchScript trace + freeze of the UNet per batch shape (unet_fn)
         self._traced: dict[tuple, Any] = {}
         self._template = build_scheduler(gen.scheduler, scheduler)
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength must be in (0, 1], got {strength}")
+        self.strength = strength  # share of the schedule run from an init image (1 = from pure noise)
 
     def new_scheduler(self) -> Any:
         """A fresh scheduler per batch: multistep solvers keep state between steps."""
@@ -139,13 +148,23 @@ class InpaintSampler:
 
     @torch.inference_mode()
     def denoise(self, mask_lat: torch.Tensor, z_masked: torch.Tensor, prompts: list[str], seeds: Sequence[int],
-                height: int, width: int, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """The denoising loop; returns z_0 (B, C, h, w)."""
+                height: int, width: int, noise: torch.Tensor | None = None,
+                z_init: torch.Tensor | None = None) -> torch.Tensor:
+        """The denoising loop; returns z_0 (B, C, h, w). `z_init` (B, C, h, w): latents of the
+        init images, used when strength < 1."""
         B, C, h, w = z_masked.shape
         sched = self.new_scheduler()
         if noise is None:
             noise = seed_noise(seeds, (C, h, w))
-        latents = noise.to(self.device, self.dtype) * sched.init_noise_sigma
+        noise = noise.to(self.device, self.dtype)
+        timesteps = sched.timesteps
+        if z_init is not None and self.strength < 1.0:
+            # the last ⌊steps · strength⌋ steps (at least one), from the init noised to the first of them
+            run = max(1, int(self.steps * self.strength))
+            timesteps = timesteps[(self.steps - run) * sched.order:]
+            latents = sched.add_noise(z_init.to(self.dtype), noise, timesteps[:1].repeat(B))
+        else:
+            latents = noise * sched.init_noise_sigma
         ctx, _ = self.context(prompts)
         added = self.added_cond(prompts, height, width)
         static = torch.cat([mask_lat, z_masked], dim=1)  # [M↓ | z_n], constant over the steps
@@ -153,7 +172,7 @@ class InpaintSampler:
             static = torch.cat([static, static])
         with fast_unet(self.gen.unet, self.do_cfg) if self.fast else contextlib.nullcontext():
             unet = self.unet_fn(torch.cat([latents] * (2 if self.do_cfg else 1)), static, ctx, added)
-            for t in sched.timesteps:
+            for t in timesteps:
                 z_in = torch.cat([latents, latents]) if self.do_cfg else latents
                 z_in = sched.scale_model_input(z_in, t)
                 eps = unet(torch.cat([z_in, static], dim=1), t.reshape(()), ctx, added)
@@ -164,10 +183,16 @@ class InpaintSampler:
         return latents
 
     @torch.inference_mode()
-    def __call__(self, images: np.ndarray, masks: np.ndarray, prompts: list[str], seeds: Sequence[int]) -> np.ndarray:
+    def __call__(self, images: np.ndarray, masks: np.ndarray, prompts: list[str], seeds: Sequence[int],
+                 init: np.ndarray | None = None) -> np.ndarray:
+        """`init` (B, H, W, 3) uint8: what the masked region starts from when strength < 1
+        (outside the mask it should equal `images`)."""
         H, W = images.shape[1:3]
         mask_lat, z_masked = self.encode_condition(images, masks)
-        z0 = self.denoise(mask_lat, z_masked, prompts, seeds, H, W)
+        z_init = None
+        if init is not None and self.strength < 1.0:
+            z_init = encode_latents(self.gen.vae, to_model_space(init, self.device, self.dtype))
+        z0 = self.denoise(mask_lat, z_masked, prompts, seeds, H, W, z_init=z_init)
         x = decode_latents(self.gen.vae, z0)
         return ((x.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
 
