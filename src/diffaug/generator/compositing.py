@@ -44,7 +44,8 @@ def paint_regions(sampler, frames: np.ndarray, regions: np.ndarray, windows: np.
     """Inpaint `regions` (B, H, W) bool of uint8 `frames` (B, H, W, 3) with `sampler`, each in its
     zoom window (side 0 = whole frame) resized to the frame size, then paste back and composite:
     -> uint8 (B, H, W, 3). Lesions (generate) and lesion holes (normals) are painted this way."""
-    kw = {} if init is None else {"init": crop(init, windows)}  # init (B, H, W, 3) uint8: the sampler's start (strength < 1)
-    decoded = sampler(crop(frames, windows), crop(regions.astype(np.uint8), windows, nearest=True) > 0, prompts, seeds, **kw)
+    start = None if init is None else crop(init, windows)  # init (B, H, W, 3) uint8: the sampler's start (strength < 1)
+    decoded = sampler(crop(frames, windows), crop(regions.astype(np.uint8), windows, nearest=True) > 0, prompts, seeds,
+                      init=start)
     decoded = paste(frames.astype(np.float32) / 255, decoded, windows)  # (B, H, W, 3) in [0, 1]; outside a window: the frame
     return np.stack([composite(frames[k], decoded[k], regions[k], sigma, dilate) for k in range(len(frames))])
