@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from diffaug.cli import app
 from diffaug.config import parse_section
 from diffaug.errors import InputError
+from diffaug.generator.compositing import feather_alpha
 from diffaug.generator.generate import MANIFEST_COLUMNS, generate_shard, load_inputs, merge_shards, plan_background
 from diffaug.generator.models import load_generator
 from diffaug.io import load_npz
@@ -115,11 +116,26 @@ def test_real_lesion_init_puts_the_bank_shapes_own_tissue_in_the_painted_region(
         bg = inputs.normals[s.bg_index]
         assert (s.init[~s.lesion] == bg[~s.lesion]).all()
         # the region holds pixels of the shape's source frame (the phantom lesion is brighter than the background)
-        source = inputs.train_images[str(inputs.bank_table.iloc[int(s.row["mask_id"][1:])]["source_id"])]
-        bank_shape = inputs.bank[int(s.row["mask_id"][1:])] > 0
+        k = int(np.flatnonzero(inputs.bank_table["mask_id"].astype(str) == s.row["mask_id"])[0])
+        source = inputs.train_images[str(inputs.bank_table.iloc[k]["source_id"])]
+        bank_shape = inputs.bank[k] > 0
         assert abs(s.init[s.lesion].mean() - source[bank_shape].mean()) < abs(bg[s.lesion].mean() - source[bank_shape].mean())
-    shard = generate_shard(load_generator(generator), inputs, cfg, banks, 0, progress=False)
+    # the init reaches the sampler (through paint_regions and the zoom crop): the same samples painted
+    # from noise differ inside the lesions, and nowhere beyond the feathered band around them
+    gen = load_generator(generator)
+    shard = generate_shard(gen, inputs, cfg, banks, 0, progress=False)
+    noise = generate_shard(gen, inputs, parse_section("generate", {**GEN, "variants": 4, "trace_unet": False}), banks, 0,
+                           progress=False)
     assert len(shard.rows) == 12 and shard.images.dtype == np.uint8
+    assert [r["sample_id"] for r in shard.rows] == [r["sample_id"] for r in noise.rows]
+    inside = []
+    for k in range(12):
+        lesion = shard.masks[k] > 0
+        band = feather_alpha(lesion, cfg.feather_sigma, cfg.feather_dilate) > 0
+        diff = np.abs(shard.images[k].astype(int) - noise.images[k].astype(int)).max(axis=-1)
+        assert (diff[~band] == 0).all()
+        inside.append(diff[lesion].mean())
+    assert min(inside) > 1.0
 
 
 def test_fundus_samples_get_an_enlarged_cup_inside_the_disc(tmp_path):
@@ -139,6 +155,17 @@ def test_fundus_samples_get_an_enlarged_cup_inside_the_disc(tmp_path):
     with pytest.raises(InputError, match="real_lesion"):
         plan_background(inputs, 0, parse_section("generate", {**GEN, "init": "real_lesion", "strength": 0.5}),
                         parse_section("finetune_generator", {}).prompts, 0)
+
+
+def test_real_lesion_init_on_fundus_refused_before_the_generator_is_loaded(tmp_path, write_params):
+    """With no generator folder at all, the init is what the one line names: the stage checks it first."""
+    prepared = make_prepared(tmp_path / "prepared", family="fundus", size=S, normals=2)
+    out = tmp_path / "raw"
+    res = _run(write_params, prepared, tmp_path / "no-generator", out, tmp_path / "m.json",
+               {"init": "real_lesion", "strength": 0.5})
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code != 0 and len(lines) == 1 and "real_lesion" in lines[0], res.output
+    assert not out.exists() and not (tmp_path / "m.json").exists()
 
 
 @pytest.mark.parametrize(

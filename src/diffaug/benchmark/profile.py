@@ -156,9 +156,11 @@ def bench_finetune_step(gen: Any, batch: int, image_size: int, rt: Any, repeats:
 
     from diffaug.generator.losses import inpainting_loss
     from diffaug.timing import measure_training
+    from diffaug.training.schedule import Schedule
+    from diffaug.training.trainer import build_optimizer
 
     unet = copy.deepcopy(gen.unet).to(dtype=torch.float32).train()
-    opt = torch.optim.AdamW(unet.parameters(), lr=1e-5, fused=True)  # the trainer's default kernel
+    opt = build_optimizer(unet.parameters(), Schedule(steps=1, lr=1e-5, weight_decay=0.01))  # as the trainer builds it
     f = 2 ** (len(gen.vae.config.block_out_channels) - 1)
     h = image_size // f
     g = torch.Generator().manual_seed(0)

@@ -9,7 +9,7 @@ For every normal background b (index i) and variant v < `generate.variants`:
 - a small lesion (`generate.zoom`) is painted in its context window: the window of background and
   mask resized to the frame size goes into the same batch as the others, and the result is
   resized back into the frame before compositing; the manifest records the window
-  (window_y, window_x, window_side; side 0 = not zoomed), which the gate checks it in;
+  (window_y, window_x, window_side; side 0 = not zoomed), which the gate checks the sample in;
 - with `generate.init: real_lesion` (polyps) the painted region starts from the bank shape's own
   training lesion, warped with the shape (`real_lesion_init`), noised to `generate.strength` of
   the schedule (SDEdit); the default paints from pure noise (eq. 8).
@@ -141,20 +141,26 @@ def real_lesion_init(inputs: GenerateInputs, i: int, p: Placement, source_id: st
     return out
 
 
+def check_init(cfg: GenerateConfig, family: str) -> None:
+    """`generate.init: real_lesion` needs real polyp tissue to start from; fundus cups have none."""
+    if cfg.init == "real_lesion" and family != "polyp":
+        raise InputError(f"generate.init: real_lesion pastes real polyp tissue; the {family} family has no such "
+                         "lesion to start from (set generate.init: noise, strength: 1)")
+
+
 def plan_background(inputs: GenerateInputs, i: int, cfg: GenerateConfig, banks: PromptBanks, base_seed: int) -> list[SampleSpec]:
     """The `variants` samples of background i: placement, prompt, negative prompt, seed."""
     bank_prompts = banks.for_family(inputs.family)
     neg = negative_prompt(bank_prompts) if cfg.text_guidance else ""
     rng = np.random.default_rng([base_seed, i, 0x6E])  # placement + prompt stream of this background
     H, W = inputs.normal_masks.shape[1:]
-    if cfg.init == "real_lesion" and inputs.family != "polyp":
-        raise InputError(f"generate.init: real_lesion pastes real polyp tissue; the {inputs.family} family has no such "
-                         "lesion to start from (set generate.init: noise, strength: 1)")
+    check_init(cfg, inputs.family)
     specs = []
     for v in range(cfg.variants):
         p = place_lesion(inputs.normals[i], inputs.normal_masks[i], inputs.bank, inputs.family, cfg.placement, rng)
         brow = inputs.bank_table.iloc[p.bank_index]
-        source = inputs.source_stats.get(str(brow.get("source_id", "")), {})
+        source_id = str(brow.get("source_id", ""))
+        source = inputs.source_stats.get(source_id, {})
         area = float(p.lesion.sum()) / (H * W)
         size_class = "small" if area < inputs.small_area_frac else "large"
         if not cfg.text_guidance:
@@ -176,7 +182,7 @@ def plan_background(inputs: GenerateInputs, i: int, cfg: GenerateConfig, banks: 
             "window_y": wy, "window_x": wx, "window_side": ws,
             "background_method": str(inputs.backgrounds.methods[i]), "init": cfg.init, "strength": cfg.strength,
         }
-        init = real_lesion_init(inputs, i, p, str(brow.get("source_id", ""))) if cfg.init == "real_lesion" else None
+        init = real_lesion_init(inputs, i, p, source_id) if cfg.init == "real_lesion" else None
         specs.append(SampleSpec(i * cfg.variants + v, i, v, p.lesion, p.intended, row, init))
     return specs
 
@@ -314,6 +320,8 @@ def summary_metrics(merged: Shard, inputs: GenerateInputs, cfg: GenerateConfig, 
         "steps": cfg.steps,
         "guidance_scale": cfg.guidance_scale if cfg.text_guidance else 1.0,
         "scheduler": cfg.scheduler,
+        "init": cfg.init,
+        "strength": cfg.strength,
         "text_guidance": cfg.text_guidance,
         "single_prompt": cfg.single_prompt,
         "distinct_prompts": len({r["prompt"] for r in merged.rows}),

@@ -193,7 +193,7 @@ def _fundus(existing: np.ndarray, shape: np.ndarray, k: int, cfg: PlacementConfi
     crow = np.flatnonzero(lesion.any(axis=1))
     tf = {"scale": round(scale, 4), "angle": round(angle, 2), "flip": flip, "cy": round(cy, 2), "cx": round(cx, 2),
           "target_cdr": round(cdr, 3), "cdr": round(float((crow[-1] - crow[0] + 1) / disc_h), 3)}
-    return Placement(lesion, intended, k, tf)
+    return Placement(lesion, intended, k, tf, (scale, angle, flip))
 
 
 def place_lesion(background: np.ndarray, existing: np.ndarray, bank: np.ndarray, family: str,

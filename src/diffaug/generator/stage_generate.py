@@ -28,6 +28,7 @@ from diffaug.generator.generate import (
     Shard,
     background_groups,
     batches,
+    check_init,
     choose_backgrounds,
     generate_shard,
     load_inputs,
@@ -58,7 +59,9 @@ def compare_with_stock(gen: Any, sampler: Any, inputs: GenerateInputs, cfg: Gene
     """Seconds of our sampler vs `StableDiffusionInpaintPipeline` on the same weights, scheduler,
     prompt embeddings, steps, guidance, batches and seeds, interleaved (ours/stock, then
     stock/ours) so machine load hits both alike; per batch the fastest of `repeats` runs counts.
-    ratio = ours / stock (goal ≤ 0.8). Both include VAE encode + denoising + decode."""
+    ratio = ours / stock (goal ≤ 0.8). Both include VAE encode + denoising + decode, and both run
+    the whole schedule from noise: with `generate.init: real_lesion` the stage's own samples run
+    only the last `strength` share of it, so this compares the two samplers, not the stage."""
     from diffaug.generator.sampling import stock_inpaint, stock_pipeline
 
     pipe = stock_pipeline(gen, sampler)
@@ -131,6 +134,7 @@ def run_generate(generator_dir: str | Path, prepared_dir: str | Path, out_dir: s
     generator_dir, out_dir = Path(generator_dir), Path(out_dir)
     inputs = load_inputs(prepared_dir)
     banks.for_family(inputs.family)
+    check_init(cfg, inputs.family)  # before the generator is loaded and the backgrounds repainted
     gen = load_generator(generator_dir, device, runtime.dtype)
     _check_generator(gen, inputs, generator_dir)
     sampler = make_sampler(gen, cfg, banks, inputs.family, device, runtime.dtype)
