@@ -258,3 +258,52 @@ def test_cli_bad_params_exit_2(workdir):
     params.write_text(params.read_text().replace("detect_fraction: 0", "detect_fraction: 0.5").replace("diffaug-r2", "magic-r1"))
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and "unknown variant 'magic'" in res.output
+
+
+def _random_segmenter(size=16, seed=3):
+    import torch
+
+    from diffaug.segmenter.models import Segmenter, SegmenterNet
+
+    torch.manual_seed(seed)
+    net = SegmenterNet(architecture="unet", num_classes=2, image_size=size, channels=[4, 8])
+    return Segmenter(net, {})
+
+
+def test_test_time_views_average_the_mapped_back_views():
+    """views 1 is the plain prediction; 2 is the mean of the image's and its mirror's probabilities
+    (the mirror's mapped back); with 4 views the prediction of a mirrored or half-turned image is
+    the mirrored / turned prediction, which a random network alone does not give."""
+    from diffaug.evaluation.runner import predict_views, view_proba
+
+    seg = _random_segmenter()
+    images = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    assert np.array_equal(predict_views(seg, images, 1), seg.predict(images))
+    two = (seg.predict_proba(images) + seg.predict_proba(np.ascontiguousarray(images[:, :, ::-1]))[..., ::-1]) / 2
+    np.testing.assert_allclose(view_proba(seg, images, 2), two, atol=1e-6)
+    for turn in (lambda a: a[:, :, ::-1], lambda a: a[:, ::-1, ::-1]):  # left-right mirror, 180°
+        np.testing.assert_allclose(view_proba(seg, np.ascontiguousarray(turn(images)), 4),
+                                   turn(view_proba(seg, images, 4).transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2), atol=1e-6)
+        plain = seg.predict_proba(np.ascontiguousarray(turn(images)))
+        assert not np.allclose(plain, turn(seg.predict_proba(images).transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2), atol=1e-3)
+    rect = np.random.default_rng(1).integers(0, 256, (2, 16, 24, 3), dtype=np.uint8)  # non-square: 4 views at most
+    np.testing.assert_allclose(view_proba(seg, rect, 8), view_proba(seg, rect, 4), atol=1e-6)
+
+
+def test_cli_scores_with_test_time_views(workdir):
+    tmp, args, params = workdir
+    plain = CliRunner().invoke(app, args)
+    assert plain.exit_code == 0, plain.output
+    before = pd.read_csv(tmp / "evaluate" / "per_image.csv")
+    assert json.loads((tmp / "metrics.json").read_text())["views"] == 1
+    assert "test-time views" not in (tmp / "evaluate" / "report.md").read_text()
+    params.write_text(params.read_text().replace("worst_cases: 2", "worst_cases: 2\n  views: 4"))
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp / "metrics.json").read_text())["views"] == 4
+    assert "averaged over 4 test-time views" in (tmp / "evaluate" / "report.md").read_text()
+    after = pd.read_csv(tmp / "evaluate" / "per_image.csv")
+    assert not np.allclose(before["dice"], after["dice"])  # the random runs read the views differently
+    params.write_text(params.read_text().replace("views: 4", "views: 3"))
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "evaluate.views" in res.output and "Traceback" not in res.output

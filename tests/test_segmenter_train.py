@@ -15,6 +15,7 @@ from diffaug.runtime import resolve_runtime
 from diffaug.segmenter import load_segmenter, run_name, save_segmenter, train_segmenter
 from diffaug.segmenter.config import TrainSegmenterConfig
 from diffaug.segmenter.data import Pairs
+from diffaug.training.trainer import TrainingStopped
 from tests.segmenter_support import toy_pairs
 
 FAST = dict(channels=[8, 16], num_res_units=0, batch_size=8, lr=0.01, warmup_steps=0, eval_batch_size=16,
@@ -87,6 +88,29 @@ def test_kill_and_resume_gives_the_same_weights(data, runtime, tmp_path):
     again = train_segmenter(train, 2, cfg, "diffaug", 1.0, 0, runtime, synthetic=synthetic, checkpoints=tmp_path / "b")
     assert again.summary["resumed_from_step"] == 20  # a finished run is loaded, not retrained
     assert all(torch.equal(a[k], again.segmenter.net.state_dict()[k]) for k in a)
+
+
+def test_moving_average_is_what_the_run_keeps_and_survives_a_resume(data, runtime, tmp_path):
+    """ema_decay: a decay near 0 gives back the trained weights (the average follows the very
+    network it should, batch-norm statistics included); 0.9 gives other weights; a killed run with
+    the average resumes to the weights of an unbroken one (the average is checkpointed)."""
+    train, _ = data
+    args = dict(steps=20, checkpoint_every=5, **{**FAST, "norm": "batch", "eval_every": 20})
+    plain = train_segmenter(train, 2, TrainSegmenterConfig(**args), "standard", 0.0, 0, runtime).segmenter.net.state_dict()
+    near = train_segmenter(train, 2, TrainSegmenterConfig(**args, ema_decay=1e-6), "standard", 0.0, 0,
+                           runtime).segmenter.net.state_dict()
+    assert all(torch.allclose(plain[k].float(), near[k].float(), atol=1e-4) for k in plain)
+    cfg = TrainSegmenterConfig(**args, ema_decay=0.9)
+    full = train_segmenter(train, 2, cfg, "standard", 0.0, 0, runtime, checkpoints=tmp_path / "a").segmenter.net.state_dict()
+    moved = [k for k in plain if not torch.allclose(plain[k].float(), full[k].float(), atol=1e-3)]
+    assert any("running_mean" in k for k in moved) and any(k.endswith("weight") for k in moved)
+    with pytest.raises(TrainingStopped):
+        train_segmenter(train, 2, cfg, "standard", 0.0, 0, runtime, checkpoints=tmp_path / "b", stop_after=13)
+    assert (tmp_path / "b" / "run" / "ema.safetensors").is_file()
+    resumed = train_segmenter(train, 2, cfg, "standard", 0.0, 0, runtime, checkpoints=tmp_path / "b")
+    assert resumed.summary["resumed_from_step"] == 10
+    b = resumed.segmenter.net.state_dict()
+    assert all(torch.equal(full[k], b[k]) for k in full), "the moving average differs after kill + resume"
 
 
 def test_save_load_round_trip(trained, data, tmp_path):

@@ -56,6 +56,11 @@ class EvaluateConfig(Section):
     """`evaluate`: score every trained segmenter on the real test split and compare variants."""
 
     batch_size: int = Field(32, ge=1)  # test images per forward pass when predicting
+    # Test-time views: each segmenter's class probabilities averaged over this many dihedral views of
+    # a test image (1 = the image as it is; 2 adds the left-right flip, 4 the 180° turn and the
+    # up-down flip, which the standard augmentation's flips cover; 8 the quarter turns too). Every
+    # variant is scored the same way; the runs' own model selection uses the image as it is.
+    views: Literal[1, 2, 4, 8] = 1
     # Lesion-level detection (table 3): a ground-truth lesion (connected component) is found when the
     # prediction covers at least this fraction of its pixels. The paper does not state its rule; 0.5 is
     # a common choice (any overlap would be ~0).

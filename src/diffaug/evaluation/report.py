@@ -85,8 +85,8 @@ def render_report(metrics: dict[str, Any], groups: dict[str, dict[str, Any]], pi
         f"Real test split: {metrics['n_test_images']} images ({metrics.get('family')}); {metrics['n_runs']} trained runs. "
         f"Per-image metrics averaged over test images, then mean ± std over seeds. Lesion class: "
         f"`{metrics['lesion_class']}`; a lesion is found when the prediction covers ≥ {metrics['detect_fraction']:g} of it; "
-        f"small = area < {metrics['small_area_frac']:g} of the image. Every augmentation is judged against "
-        f"`{metrics['baseline']}`.",
+        f"small = area < {metrics['small_area_frac']:g} of the image. "
+        f"{_views_sentence(metrics.get('views', 1))}Every augmentation is judged against `{metrics['baseline']}`.",
         "",
         "## Segmentation (table 2)",
         "",
@@ -168,3 +168,10 @@ def render_report(metrics: dict[str, Any], groups: dict[str, dict[str, Any]], pi
         for g, path in pictures["overlays"].items():
             lines += ["", f"### {g}", "", f"![{g} worst cases]({path})"]
     return "\n".join(lines) + "\n"
+
+
+def _views_sentence(views: int) -> str:
+    """What `evaluate.views` did, for the report's first paragraph ('' for the plain prediction)."""
+    if views == 1:
+        return ""
+    return f"Each segmenter's class probabilities are averaged over {views} test-time views (`evaluate.views`). "

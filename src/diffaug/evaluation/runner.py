@@ -1,7 +1,8 @@
 """The `evaluate` stage's library entry points.
 
 `evaluate_predictions` scores given predictions (tests call it with masks they construct);
-`predict_runs` loads every trained segmenter the params list and predicts the test split;
+`predict_runs` loads every trained segmenter the params list and predicts the test split
+(`predict_views`: averaged over test-time views);
 `run_evaluate` does both, adds the synthetic-quality block and writes every output.
 """
 
@@ -133,6 +134,7 @@ def evaluate_predictions(
         "lesion_class": class_names[lesion_class],
         "small_area_frac": small,
         "detect_fraction": cfg.detect_fraction,
+        "views": cfg.views,
         "baseline": cfg.baseline,
         **groups,
     }
@@ -147,19 +149,46 @@ def evaluate_predictions(
 
 def predict_runs(
     segmenters_dir: str | Path, planned: list[Any], images: np.ndarray, device: Any, batch_size: int = 32,
-    also: tuple[str, np.ndarray] | None = None,
+    also: tuple[str, np.ndarray] | None = None, views: int = 1,
 ) -> list[RunPrediction]:
-    """Load each planned run (`variant, ratio, seed, name`) from `segmenters_dir/<name>` and predict;
-    `also = (group, extra images)`: the runs of that group predict those too, in the same load."""
+    """Load each planned run (`variant, ratio, seed, name`) from `segmenters_dir/<name>` and predict,
+    averaging `views` dihedral views; `also = (group, extra images)`: the runs of that group
+    predict those too, in the same load."""
     from diffaug.segmenter import load_segmenter
 
     out = []
     for run in track(planned, "evaluate: predicting test split"):
         seg = load_segmenter(Path(segmenters_dir) / run.name, device)
         seg.batch_size = batch_size
-        pred = RunPrediction(run.name, run.variant, float(run.ratio), int(run.seed), seg.predict(images),
+        pred = RunPrediction(run.name, run.variant, float(run.ratio), int(run.seed), predict_views(seg, images, views),
                              getattr(run, "group", None), seg.meta.get("training"))
         if also is not None and pred.group == also[0]:
-            pred.also = seg.predict(also[1])
+            pred.also = predict_views(seg, also[1], views)
         out.append(pred)
     return out
+
+
+def predict_views(seg: Any, images: np.ndarray, views: int = 1) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> uint8 (N, H, W) class indices of `view_proba` (`seg.predict` for 1 view)."""
+    if views == 1:
+        return seg.predict(images)
+    return view_proba(seg, images, views).argmax(axis=1).astype(np.uint8)
+
+
+def view_proba(seg: Any, images: np.ndarray, views: int) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> float32 (N, C, H, W): `seg`'s class probabilities averaged over `views`
+    dihedral views of each image (`evaluate.views`), each mapped back to the image's orientation
+    first (at most the 4 shape-keeping views on a non-square frame, as the gate's `views`)."""
+    import torch
+
+    from diffaug.validator.dihedral import dihedral, inverse_dihedral
+    from diffaug.validator.views import view_ids
+
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
+    ks = view_ids(views, images.shape[1] == images.shape[2])
+    total = None
+    for k in ks:
+        xk = dihedral(x, k).permute(0, 2, 3, 1).contiguous().numpy()  # the view, back to (N, H', W', 3)
+        probs = inverse_dihedral(torch.from_numpy(seg.predict_proba(xk)), k)  # (N, C, H, W)
+        total = probs if total is None else total + probs
+    return (total / len(ks)).numpy()

@@ -37,7 +37,7 @@ def run_evaluate(
     accepted = gate.get("accepted")
     # the baseline's view of the accepted labels (label fidelity)
     also = (cfg.baseline, accepted["images"]) if accepted and len(accepted.get("images", [])) else None
-    preds = predict_runs(segmenters_dir, planned, test.images, runtime.device, cfg.batch_size, also)
+    preds = predict_runs(segmenters_dir, planned, test.images, runtime.device, cfg.batch_size, also, cfg.views)
     ev = evaluate_predictions(test.masks, test.ids, test.table, fingerprint, preds, cfg, base.seed)
     if cfg.synthetic.enabled:
         lesion_class = resolve_lesion_class(cfg, len(fingerprint.get("class_names", [0, 1])))

@@ -164,6 +164,9 @@ class TrainSegmenterConfig(OptimConfig):
     weight_decay: float = Field(1e-4, ge=0)
     grad_clip: float = Field(0.0, ge=0)
     dice_weight: float = Field(1.0, ge=0)  # loss = cross-entropy + dice_weight * soft Dice (per sample)
+    # > 0: the run validates and keeps an exponential moving average of its weights (batch-norm
+    # statistics included), updated every step with this decay; 0 = the weights as trained
+    ema_decay: float = Field(0.0, ge=0, lt=1)
 
     # --- model selection on a validation part of the real training split ---
     val_fraction: float = Field(0.2, gt=0, lt=1)  # share of the real training frames held out (whole sequences)

@@ -267,8 +267,8 @@ def train_segmenter(
     task = SegmenterTask(net, cfg, plan, real, extra, weights, val, variant != "none", runtime.device, band)
 
     schedule = cfg.schedule(cfg.checkpoint_every, cfg.log_every, cfg.eval_every)
-    if latent:
-        schedule = type(schedule)(**{**schedule.__dict__, "lr": cfg.latent.lr})
+    schedule = type(schedule)(**{**schedule.__dict__, "ema_decay": cfg.ema_decay,
+                                 **({"lr": cfg.latent.lr} if latent else {})})
     fingerprint = run_fingerprint(
         cfg.model_dump(mode="json", exclude={"runs", "seeds"}), variant, ratio, seed, runtime.seed,
         str(runtime.dtype), runtime.device.type, array_digest(real.images, real.masks, val.images),

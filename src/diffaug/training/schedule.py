@@ -21,3 +21,4 @@ class Schedule:
     checkpoint_every: int = 0  # optimiser steps between checkpoints; 0 = only the finished run
     log_every: int = 10  # optimiser steps between curve points (mean of the window)
     eval_every: int = 0  # optimiser steps between validations; 0 = none (the last weights are the model)
+    ema_decay: float = 0.0  # > 0: an exponential moving average of the weights is validated and kept; 0 = off

@@ -7,6 +7,7 @@ renamed), so a kill leaves either the previous checkpoint or the new one:
     (model_1.safetensors, optimizer_1.bin, ...: a task's auxiliary models, e.g. a discriminator)
     sampler.safetensors   the trainer's torch.Generator (every batch draw comes from it)
     best.safetensors      the validation-selected weights so far (tasks with a validation score)
+    ema.safetensors       the moving average of the weights and its update count (`ema_decay` > 0)
     trainer.json          step, fingerprint, logged curve points, best step and score
 
 accelerate loads its files with `weights_only=True`; ours are safetensors and JSON.
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 TRAINER_FILE = "trainer.json"
 SAMPLER_FILE = "sampler.safetensors"
 BEST_FILE = "best.safetensors"
+EMA_FILE = "ema.safetensors"
 
 
 def run_fingerprint(*parts: Any) -> str:

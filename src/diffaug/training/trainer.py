@@ -7,6 +7,9 @@ A `Task` supplies the model, a batch draw and the losses; the trainer owns the r
 - gradient accumulation (`accelerator.accumulate`) and gradient-norm clipping;
 - validation every `eval_every` steps when the task scores one: the best weights by the task's
   score are the run's model (`FitResult.best_step`);
+- optionally (`ema_decay` > 0) an exponential moving average of the weights, batch-norm statistics
+  included (torch's `AveragedModel`), updated after every optimiser step: it is what is validated
+  and what the run keeps, the raw weights only what the optimiser moves;
 - checkpoints every `checkpoint_every` steps (`accelerator.save_state` + the trainer's sampler,
   curves and best weights; `diffaug.training.state`) and resume from them: a killed run resumed
   reaches the same weights as an unbroken one, a finished one is loaded instead of retrained;
@@ -37,6 +40,7 @@ from diffaug.training.curves import Curves
 from diffaug.training.schedule import Schedule
 from diffaug.training.state import (
     BEST_FILE,
+    EMA_FILE,
     SAMPLER_FILE,
     TRAINER_FILE,
     CheckpointWriter,
@@ -127,7 +131,7 @@ class Trainer:
         return info
 
     def _save(self, acc, step: int, sampler: torch.Generator, best: dict | None, best_step, best_score,
-              window: dict[str, list[float]], last: dict[str, float]) -> None:
+              window: dict[str, list[float]], last: dict[str, float], ema: nn.Module | None = None) -> None:
         from safetensors.torch import save_file
 
         with CheckpointWriter(acc, self.folder) as tmp:
@@ -136,6 +140,8 @@ class Trainer:
                 save_file({"state": sampler.get_state()}, str(tmp / SAMPLER_FILE))
                 if best is not None:
                     save_file(best, str(tmp / BEST_FILE))
+                if ema is not None:
+                    save_file({k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}, str(tmp / EMA_FILE))
                 (tmp / TRAINER_FILE).write_text(json.dumps({
                     "step": step, "steps": self.s.steps, "fingerprint": self.fingerprint,
                     "best_step": best_step, "best_score": best_score, "points": self.curves.points,
@@ -163,6 +169,8 @@ class Trainer:
             task.aux_models = list(prepared[3:3 + len(aux_m)])
             task.aux_optimizers = list(prepared[3 + len(aux_m):])
         sampler = torch.Generator().manual_seed(self.seed)
+        ema = _moving_average(acc.unwrap_model(model), s.ema_decay)
+        kept = (lambda: ema.module) if ema is not None else (lambda: acc.unwrap_model(model))  # what is validated and kept
         validate: Callable | None = getattr(task, "validate", None) if s.eval_every > 0 else None
         select_key = getattr(task, "select_key", "score")
 
@@ -175,6 +183,8 @@ class Trainer:
             sampler.set_state(load_weights_file(self.folder / SAMPLER_FILE)["state"])
             if (self.folder / BEST_FILE).is_file():
                 best = load_weights_file(self.folder / BEST_FILE)
+            if ema is not None:
+                ema.load_state_dict(load_weights_file(self.folder / EMA_FILE))
             start, best_step, best_score = int(info["step"]), info.get("best_step"), info.get("best_score")
             # the checkpoint's points hold those of earlier fits logging into these curves too
             self.curves.restore(info["points"])
@@ -202,6 +212,8 @@ class Trainer:
                 for k, v in losses.items():
                     window.setdefault(k, []).append(float(v.detach()))
             sched.step()
+            if ema is not None:
+                _update_average(ema, acc.unwrap_model(model))
             steps_run += 1
             done = step + 1
             if done % s.log_every == 0 or done == s.steps:
@@ -209,20 +221,43 @@ class Trainer:
                 self.curves.log(self.offset + done, {**last, f"{self.prefix}lr": sched.get_last_lr()[0]})
                 window = {}
             if validate is not None and (done % s.eval_every == 0 or done == s.steps):
-                scores = validate(acc.unwrap_model(model))
+                scores = validate(kept())
                 model.train()
                 self.curves.log(self.offset + done, {f"{self.prefix}val/{k}": v for k, v in scores.items()})
                 if best_score is None or scores[select_key] > best_score:
                     best_score, best_step = float(scores[select_key]), done
-                    best = {k: v.detach().cpu().clone() for k, v in acc.unwrap_model(model).state_dict().items()}
+                    best = {k: v.detach().cpu().clone() for k, v in kept().state_dict().items()}
             if self.folder is not None and ((s.checkpoint_every and done % s.checkpoint_every == 0) or done == s.steps):
-                self._save(acc, done, sampler, best, best_step, best_score, window, last)
+                self._save(acc, done, sampler, best, best_step, best_score, window, last, ema)
         acc.wait_for_everyone()
         net = acc.unwrap_model(model)
         if best is not None:
             net.load_state_dict(best)
+        elif ema is not None:
+            net.load_state_dict(ema.module.state_dict())
         net.eval()
         return FitResult(s.steps, steps_run, start, best_step, best_score, last, time.perf_counter() - t0)
+
+
+def _moving_average(net: nn.Module, decay: float):
+    """torch's `AveragedModel` of `net` with EMA updates (w <- decay w + (1 - decay) w_net), the
+    buffers (batch-norm statistics) averaged as well, so the average is a usable network; None
+    when decay is 0. Its first update copies the weights."""
+    if decay <= 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+@torch.no_grad()
+def _update_average(ema: nn.Module, net: nn.Module) -> None:
+    """One EMA update; integer buffers (batch norm's `num_batches_tracked`) are counts, not
+    estimates, so they are copied instead of averaged (which would round them down)."""
+    ema.update_parameters(net)
+    for mine, theirs in zip(ema.module.buffers(), net.buffers(), strict=True):
+        if not mine.is_floating_point():
+            mine.copy_(theirs)
 
 
 @contextlib.contextmanager
