@@ -60,6 +60,19 @@ def test_teacher_is_the_standard_run_of_the_same_seed(tmp_path, runtime):
         assert torch.equal(v, ref[k]), k
 
 
+def test_without_a_validation_part_every_unlabelled_frame_is_eligible(tmp_path, runtime):
+    prepared = _prepared_with_unlabelled(tmp_path)
+    real, num_classes, groups = load_real(prepared)
+    images = np.load(prepared / "unlabelled.npz")["images"]
+    unlabelled_groups = np.array([groups[i % len(groups)] for i in range(20)])  # every frame in a training video
+    cfg = TrainSegmenterConfig(**{**TINY, "steps": 10}, select="last", val_fraction=0)
+    _, stats = pseudolabel_pool(real, num_classes, groups, images, unlabelled_groups, cfg, 0, runtime)
+    assert stats["pseudo_eligible"] == 20 and stats["teacher_val_dice"] is None
+    cfg = TrainSegmenterConfig(**{**TINY, "steps": 10})  # a validation part: its videos' frames are left out
+    _, stats = pseudolabel_pool(real, num_classes, groups, images, unlabelled_groups, cfg, 0, runtime)
+    assert stats["pseudo_eligible"] < 20
+
+
 def test_only_confident_frames_are_kept():
     class Fixed(Segmenter):  # a teacher whose probabilities we choose: confident on frame 0 only
         def __init__(self):

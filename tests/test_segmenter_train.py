@@ -113,6 +113,36 @@ def test_moving_average_is_what_the_run_keeps_and_survives_a_resume(data, runtim
     assert all(torch.equal(full[k], b[k]) for k in full), "the moving average differs after kill + resume"
 
 
+def test_select_last_keeps_the_last_step_and_val_fraction_0_trains_on_every_frame(data, runtime, tmp_path):
+    """select last: the run's model is its last step's weights (the checkpoint's), while the
+    validation curve is still drawn; with val_fraction 0 all frames train and nothing is
+    validated; val_fraction 0 with select best is a config error."""
+    from safetensors.torch import load_file
+
+    train, _ = data
+    args = dict(steps=30, checkpoint_every=30, **{**FAST, "eval_every": 10})
+    best = train_segmenter(train, 2, TrainSegmenterConfig(**args), "standard", 0.0, 0, runtime,
+                           checkpoints=tmp_path / "best")
+    last = train_segmenter(train, 2, TrainSegmenterConfig(**args, select="last"), "standard", 0.0, 0, runtime,
+                           checkpoints=tmp_path / "last", live_dir=tmp_path / "live")
+    final = load_file(tmp_path / "best" / "run" / "model.safetensors")  # the best run's last step
+    kept = last.segmenter.net.state_dict()
+    assert all(torch.equal(kept[k], final[k]) for k in final), "select last did not keep the last step"
+    assert best.summary["best_step"] < 30  # so the two runs keep different weights
+    chosen = best.segmenter.net.state_dict()
+    assert not all(torch.equal(chosen[k], final[k]) for k in final)
+    assert last.summary["best_step"] is None and last.summary["n_val"] == 5
+    val = (tmp_path / "live" / "plots" / "metrics" / "train" / "val" / "dice.tsv").read_text().splitlines()
+    assert [r.split("\t")[0] for r in val[1:]] == ["10", "20", "30"]
+
+    every = train_segmenter(train, 2, TrainSegmenterConfig(**args, select="last", val_fraction=0), "standard", 0.0,
+                            0, runtime, live_dir=tmp_path / "live0")
+    assert every.summary["n_real"] == 24 and every.summary["n_val"] == 0 and every.summary["val_dice_best"] is None
+    assert not (tmp_path / "live0" / "plots" / "metrics" / "train" / "val").exists()
+    with pytest.raises(ValueError, match="set select: last or val_fraction > 0"):
+        TrainSegmenterConfig(val_fraction=0)
+
+
 def test_save_load_round_trip(trained, data, tmp_path):
     result, _ = trained
     _, (test_images, _) = data

@@ -181,14 +181,6 @@ def view_proba(seg: Any, images: np.ndarray, views: int) -> np.ndarray:
     first (at most the 4 shape-keeping views on a non-square frame, as the gate's `views`)."""
     import torch
 
-    from diffaug.validator.dihedral import dihedral, inverse_dihedral
-    from diffaug.validator.views import view_ids
+    from diffaug.validator.views import mean_over_views
 
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (N, 3, H, W) uint8
-    ks = view_ids(views, images.shape[1] == images.shape[2])
-    total = None
-    for k in ks:
-        xk = dihedral(x, k).permute(0, 2, 3, 1).contiguous().numpy()  # the view, back to (N, H', W', 3)
-        probs = inverse_dihedral(torch.from_numpy(seg.predict_proba(xk)), k)  # (N, C, H, W)
-        total = probs if total is None else total + probs
-    return (total / len(ks)).numpy()
+    return mean_over_views(images, views, lambda xk: torch.from_numpy(seg.predict_proba(xk))).numpy()

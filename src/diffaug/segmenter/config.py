@@ -169,8 +169,14 @@ class TrainSegmenterConfig(OptimConfig):
     ema_decay: float = Field(0.0, ge=0, lt=1)
 
     # --- model selection on a validation part of the real training split ---
-    val_fraction: float = Field(0.2, gt=0, lt=1)  # share of the real training frames held out (whole sequences)
-    eval_every: int = Field(100, ge=1)  # steps between validations; the best validation Dice is the run's model
+    # best: the weights of the validation step with the best Dice are the run's model; last: the
+    # last step's (validation, when there is a part, is still scored and logged). A validation part
+    # of a few videos can pick steps worse than the last one at long budgets (docs/segmenter.md).
+    select: Literal["best", "last"] = "best"
+    # share of the real training frames held out (whole sequences); 0 (select last only): every
+    # real frame trains and nothing is validated
+    val_fraction: float = Field(0.2, ge=0, lt=1)
+    eval_every: int = Field(100, ge=1)  # steps between validations
     checkpoint_every: int = Field(250, ge=1)  # steps between resumable checkpoints
     log_every: int = Field(25, ge=1)  # steps between dvclive points
 
@@ -220,4 +226,7 @@ class TrainSegmenterConfig(OptimConfig):
     def _check(self) -> TrainSegmenterConfig:
         if self.real_only_steps >= self.steps and self.real_only_steps > 0:
             raise ValueError(f"real_only_steps ({self.real_only_steps}) must be < steps ({self.steps})")
+        if self.val_fraction == 0 and self.select == "best":
+            raise ValueError("val_fraction 0 leaves no validation frames to select a step on; "
+                             "set select: last or val_fraction > 0")
         return self

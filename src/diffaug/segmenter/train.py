@@ -7,13 +7,14 @@ cross-entropy + `dice_weight` × soft Dice (MONAI), weighted per sample (real 1;
 background around a synthetic (diffaug) pair's lesion carry the label IGNORE and count in neither
 term (architecture unet). A seeded validation part of the real split (whole sequences,
 `diffaug.data.holdout`; the same for every run of a `base.seed`) is scored every `eval_every`
-steps; the best validation Dice is the run's model.
+steps; the best validation Dice is the run's model (`select: best`), or the last step is
+(`select: last`; with `val_fraction: 0` every real frame trains and nothing is validated).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -154,13 +155,13 @@ def to_tensors(p: Pairs) -> tuple[torch.Tensor, torch.Tensor]:
 class SegmenterTask:
     """The trainer's view of one run: the plan's batches, augmented, and the weighted loss."""
 
-    select_key = "dice"
-
     def __init__(self, net: SegmenterNet, cfg: TrainSegmenterConfig, plan, real: Pairs, extra: Pairs | None,
                  weights: np.ndarray, val: Pairs, augment: bool, device: torch.device, band: int = 0) -> None:
         from monai.losses import DiceLoss, MaskedDiceLoss
 
         self.model, self.spec, self.cfg, self.plan = net, net.config, cfg, plan
+        # the score the trainer keeps the best weights by; None (select: last): logged only
+        self.select_key = "dice" if cfg.select == "best" else None
         self.x_real, self.y_real = to_tensors(real)
         self.x_extra, self.y_extra = to_tensors(extra) if extra is not None else (None, None)
         if self.y_extra is not None:
@@ -236,7 +237,8 @@ def train_segmenter(
     if latent and latent_parts is None:
         raise InputError("train_segmenter.architecture latent needs the generator VAE and the trained validator")
     # the validation part depends on base.seed only: every variant and seed is selected on the same frames
-    tr, va = holdout(groups if groups is not None else np.arange(len(real)), cfg.val_fraction, runtime.seed)
+    tr, va = (holdout(groups if groups is not None else np.arange(len(real)), cfg.val_fraction, runtime.seed)
+              if cfg.val_fraction > 0 else (np.arange(len(real)), np.zeros(0, np.int64)))
     val, real = Pairs(real.images[va], real.masks[va]), Pairs(real.images[tr], real.masks[tr])
     # one seed stream per (base.seed, run seed): copy-paste, subsets, init; the plan and the
     # trainer's sampler get their own, so real batches are the same in every variant
@@ -266,9 +268,8 @@ def train_segmenter(
     band = cfg.ignore_band if variant == "diffaug" and not latent else 0
     task = SegmenterTask(net, cfg, plan, real, extra, weights, val, variant != "none", runtime.device, band)
 
-    schedule = cfg.schedule(cfg.checkpoint_every, cfg.log_every, cfg.eval_every)
-    schedule = type(schedule)(**{**schedule.__dict__, "ema_decay": cfg.ema_decay,
-                                 **({"lr": cfg.latent.lr} if latent else {})})
+    schedule = replace(cfg.schedule(cfg.checkpoint_every, cfg.log_every, cfg.eval_every if len(val) else 0),
+                       ema_decay=cfg.ema_decay, **({"lr": cfg.latent.lr} if latent else {}))
     fingerprint = run_fingerprint(
         cfg.model_dump(mode="json", exclude={"runs", "seeds"}), variant, ratio, seed, runtime.seed,
         str(runtime.dtype), runtime.device.type, array_digest(real.images, real.masks, val.images),

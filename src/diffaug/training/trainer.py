@@ -6,7 +6,8 @@ A `Task` supplies the model, a batch draw and the losses; the trainer owns the r
   `get_cosine_with_min_lr_schedule_with_warmup`; `min_lr_ratio: 0` is diffusers' cosine);
 - gradient accumulation (`accelerator.accumulate`) and gradient-norm clipping;
 - validation every `eval_every` steps when the task scores one: the best weights by the task's
-  score are the run's model (`FitResult.best_step`);
+  score are the run's model (`FitResult.best_step`), unless its `select_key` is None (the scores
+  are logged, the last weights kept);
 - optionally (`ema_decay` > 0) an exponential moving average of the weights, batch-norm statistics
   included (torch's `AveragedModel`), updated after every optimiser step: it is what is validated
   and what the run keeps, the raw weights only what the optimiser moves;
@@ -58,7 +59,7 @@ class Task(Protocol):
     `parameters()` the tensors the optimiser updates; `batch(step, generator)` draws one
     micro-batch on the CPU from the trainer's generator; `losses(model, batch)` returns named
     scalars, of which "loss" is minimised. Optional: `validate(model) -> dict` with the score
-    named by `select_key` (higher is better), and `aux_models` / `aux_optimizers` that the task
+    named by `select_key` (higher is better; None: logged, not selected on), and `aux_models` / `aux_optimizers` that the task
     steps itself (a GAN discriminator) and the checkpoint must carry.
     """
 
@@ -224,7 +225,7 @@ class Trainer:
                 scores = validate(kept())
                 model.train()
                 self.curves.log(self.offset + done, {f"{self.prefix}val/{k}": v for k, v in scores.items()})
-                if best_score is None or scores[select_key] > best_score:
+                if select_key is not None and (best_score is None or scores[select_key] > best_score):
                     best_score, best_step = float(scores[select_key]), done
                     best = {k: v.detach().cpu().clone() for k, v in kept().state_dict().items()}
             if self.folder is not None and ((s.checkpoint_every and done % s.checkpoint_every == 0) or done == s.steps):

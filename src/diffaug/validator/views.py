@@ -15,6 +15,8 @@ other frames the four shape-keeping views are used). Measured in docs/validator.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -30,6 +32,20 @@ VIEW_ORDER = (0, 4, 2, 6, 1, 5, 3, 7)
 def view_ids(n_views: int, square: bool) -> tuple[int, ...]:
     """The dihedral elements used for `n_views` views (at most 4 on a non-square frame)."""
     return VIEW_ORDER[: n_views if square else min(n_views, 4)]
+
+
+def mean_over_views(images: np.ndarray, n_views: int, predict: Callable[[np.ndarray], torch.Tensor]) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> `predict`'s (N, C, H, W) output averaged over the views of each image
+    (`view_ids`), each mapped back to the image's orientation before it is added. `predict` takes
+    uint8 (N, H', W', 3) images, as the networks' own predict methods do; the gate's validator
+    and evaluate's segmenters both go through here."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (N, 3, H, W)
+    ks = view_ids(n_views, images.shape[1] == images.shape[2])
+    total = None
+    for k in ks:
+        probs = invert_view(predict(apply_view(x, k).permute(0, 2, 3, 1).contiguous().numpy()), k)
+        total = probs if total is None else total + probs
+    return total / len(ks)
 
 
 class ViewAveraged:
@@ -54,17 +70,12 @@ class ViewAveraged:
         if len(images) == 0:
             h, w = images.shape[1:3] if images.ndim == 4 else (0, 0)
             return torch.zeros(0, v.num_classes + 1, h, w)
-        h, w = images.shape[1:3]
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (N, 3, H, W)
-        total = None
-        ks = view_ids(self.n_views, h == w)
-        for k in ks:
-            xk = apply_view(x, k).permute(0, 2, 3, 1).contiguous().numpy()  # back to (N, H', W', 3)
+
+        def predict(xk: np.ndarray) -> torch.Tensor:
             z_a = encode_images(v.vae, xk, batch_size, v.device, v.dtype)
-            probs = v.decode(v.predict_latents(z_a, mode, steps, seed, batch_size, seeds), batch_size)
-            probs = invert_view(probs, k)
-            total = probs if total is None else total + probs
-        return total / len(ks)
+            return v.decode(v.predict_latents(z_a, mode, steps, seed, batch_size, seeds), batch_size)
+
+        return mean_over_views(images, self.n_views, predict)
 
     def predict_proba(self, images: np.ndarray, mode: str = "single_step", steps: int = 20, seed: int = 0,
                       batch_size: int = 32, seeds=None) -> torch.Tensor:
@@ -84,4 +95,4 @@ def with_views(validator: Validator | ViewAveraged, n_views: int) -> Validator |
     return plain if n_views == 1 else ViewAveraged(plain, n_views)
 
 
-__all__ = ["VIEW_ORDER", "ViewAveraged", "apply_view", "invert_view", "view_ids", "with_views"]
+__all__ = ["VIEW_ORDER", "ViewAveraged", "apply_view", "invert_view", "mean_over_views", "view_ids", "with_views"]
