@@ -57,9 +57,14 @@ def main(
     summary = run_train_segmenter(cfg, base, run, seed, prepared, gated, out, metrics, live, generator, validator,
                                   checkpoints, timings_path=timings)
     warn = f" (warning: {'; '.join(summary['warnings'])})" if summary["warnings"] else ""
+    if summary["best_step"] is not None:
+        kept = (f"best validation Dice {summary['val_dice_best']:.3f} at step {summary['best_step']} of "
+                f"{summary['n_val']} held-out frames")
+    else:  # select: last
+        kept = f"last step kept ({summary['n_val']} held-out frames scored)" if summary["n_val"] else (
+            "last step kept, no frame held out")
     typer.echo(
         f"train_segmenter: {name} → {out}: {summary['n_real']} real + {summary['n_extra']} extra pairs, "
         f"{summary['steps']} steps, loss {summary['loss_first']:.3f} → {summary['loss_last']:.3f}, "
-        f"best validation Dice {summary['val_dice_best']:.3f} at step {summary['best_step']} of {summary['n_val']} "
-        f"held-out frames, {summary['seconds']:.1f} s{warn}"
+        f"{kept}, {summary['seconds']:.1f} s{warn}"
     )

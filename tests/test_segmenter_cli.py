@@ -69,6 +69,22 @@ def test_diffaug_run_writes_model_config_curves_metrics(setup):
     assert seg.predict(__import__("numpy").zeros((3, 32, 32, 3), "uint8")).shape == (3, 32, 32)
 
 
+@pytest.mark.parametrize("val_fraction, said, n_val", [(0.2, "last step kept (3 held-out frames scored)", 3),
+                                                     (0.0, "last step kept, no frame held out", 0)])
+def test_select_last_run_says_what_it_kept(tmp_path, write_params, val_fraction, said, n_val):
+    prepared = write_prepared(tmp_path / "prepared", n_train=16, size=32)
+    params = write_params({"base": {"seed": 0, "device": "cpu"},
+                           "train_segmenter": {**TINY, "select": "last", "val_fraction": val_fraction}})
+    metrics = tmp_path / "m.json"
+    res = _invoke(params, "--run", "standard", "--seed", "0", "--prepared", prepared, "--gated",
+                  write_gated(tmp_path / "gated", n=2, size=32), "--out", tmp_path / "out", "--metrics", metrics,
+                  "--timings", tmp_path / "t.json")
+    assert res.exit_code == 0, res.output
+    assert said in res.output
+    m = json.loads(metrics.read_text())
+    assert m["best_step"] is None and m["val_dice_best"] is None and m["n_val"] == n_val and m["n_real"] == 16 - n_val
+
+
 def test_ratio_beyond_the_accepted_pool_is_a_shortfall_in_the_metrics(setup):
     tmp, prepared, gated, params = setup
     out, metrics = tmp / "segmenters" / "diffaug-r3-s0", tmp / "metrics" / "diffaug-r3-s0.json"
