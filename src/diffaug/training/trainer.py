@@ -59,8 +59,8 @@ class Task(Protocol):
     `parameters()` the tensors the optimiser updates; `batch(step, generator)` draws one
     micro-batch on the CPU from the trainer's generator; `losses(model, batch)` returns named
     scalars, of which "loss" is minimised. Optional: `validate(model) -> dict` with the score
-    named by `select_key` (higher is better; None: logged, not selected on), and `aux_models` / `aux_optimizers` that the task
-    steps itself (a GAN discriminator) and the checkpoint must carry.
+    named by `select_key` (higher is better; None: logged, not selected on), and `aux_models` /
+    `aux_optimizers` that the task steps itself (a GAN discriminator) and the checkpoint must carry.
     """
 
     model: nn.Module
