@@ -16,9 +16,12 @@ from diffaug.errors import InputError
 
 
 def holdout(groups: Sequence[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train indices, validation indices), both sorted, each side at least one frame."""
+    """(train indices, validation indices), both sorted, each side at least one frame; `fraction`
+    0: every frame trains and the validation part is empty."""
     groups = np.asarray([str(g) for g in groups])
     n = len(groups)
+    if fraction == 0:
+        return np.arange(n), np.zeros(0, np.int64)
     if n < 2:
         raise InputError(f"train split has {n} sample(s); a validation part needs at least 2 (train + validation)")
     want = min(max(1, int(round(n * fraction))), n - 1)

@@ -44,8 +44,7 @@ def pseudolabel_pool(
     from diffaug.data.holdout import holdout
     from diffaug.segmenter.train import train_segmenter
 
-    # as train_segmenter cuts it (val_fraction 0: no validation videos to keep out)
-    va = holdout(groups, cfg.val_fraction, runtime.seed)[1] if cfg.val_fraction > 0 else []
+    _, va = holdout(groups, cfg.val_fraction, runtime.seed)  # as train_segmenter cuts it
     val_groups = {str(groups[i]) for i in va}
     eligible = np.array([str(g) not in val_groups for g in unlabelled_groups], bool)
     teacher = train_segmenter(real, num_classes, cfg, "standard", 0.0, seed, runtime, groups=groups,

@@ -237,8 +237,7 @@ def train_segmenter(
     if latent and latent_parts is None:
         raise InputError("train_segmenter.architecture latent needs the generator VAE and the trained validator")
     # the validation part depends on base.seed only: every variant and seed is selected on the same frames
-    tr, va = (holdout(groups if groups is not None else np.arange(len(real)), cfg.val_fraction, runtime.seed)
-              if cfg.val_fraction > 0 else (np.arange(len(real)), np.zeros(0, np.int64)))
+    tr, va = holdout(groups if groups is not None else np.arange(len(real)), cfg.val_fraction, runtime.seed)
     val, real = Pairs(real.images[va], real.masks[va]), Pairs(real.images[tr], real.masks[tr])
     # one seed stream per (base.seed, run seed): copy-paste, subsets, init; the plan and the
     # trainer's sampler get their own, so real batches are the same in every variant
