@@ -131,3 +131,58 @@ def test_paired_detection_sign_test():
     assert (even["wins"], even["losses"]) == (2, 2) and even["p_value"] == pytest.approx(1.0)
     assert paired_detection(a, a)["p_value"] is None and "same lesions" in paired_detection(a, a)["status"]
     assert paired_detection(np.zeros(0), np.zeros(0))["status"].startswith("undefined: no lesion")
+
+
+def _runs(offsets, n=80, noise=0.01, seed=0):
+    """(S, N) per-image Dice of a variant and of its rival: each paired run s differs from the
+    rival by its own offset on every image, plus a little image noise."""
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0.4, 0.8, (len(offsets), n))
+    a = base + np.asarray(offsets, float)[:, None] + rng.normal(0, noise, base.shape)
+    return a, base
+
+
+def test_a_difference_the_runs_do_not_repeat_is_not_significant():
+    """Five paired runs whose differences scatter around +0.01 (one training lucky, one not):
+    over the seed-averaged images the Wilcoxon test calls it significant, because it treats
+    the networks as fixed; resampling the runs as well does not, and says by how much they vary."""
+    a, b = _runs([0.06, -0.04, 0.05, -0.03, 0.01])
+    res = paired_comparison(a.mean(0), b.mean(0), seed=0, resamples=1000, runs=(a, b))
+    assert res["p_value_images"] < 1e-6  # the image-level test alone
+    assert res["test"] == "runs_and_images" and res["n_runs"] == 5
+    assert res["p_value"] > 0.2 and res["ci_low"] < 0 < res["ci_high"]
+    assert res["verdict"].startswith("no difference shown")
+    assert (res["run_diff_min"], res["run_diff_max"]) == pytest.approx((-0.04, 0.06), abs=0.005)
+    assert res["mean_diff"] == pytest.approx((a - b).mean())
+
+
+def test_a_difference_every_run_repeats_stays_significant_over_runs():
+    a, b = _runs([0.05, 0.04, 0.06, 0.05, 0.045])
+    res = paired_comparison(a.mean(0), b.mean(0), seed=0, resamples=1000, runs=(a, b))
+    assert res["test"] == "runs_and_images" and res["p_value"] == pytest.approx(2 / 1001)  # no resample at or below 0
+    assert 0.03 < res["ci_low"] < res["mean_diff"] < res["ci_high"] < 0.07
+    assert res["verdict"] == "better (p < 0.05, 95 % CI above 0)"
+    assert paired_comparison(a.mean(0), b.mean(0), seed=0, resamples=1000, runs=(a, b)) == res  # seeded
+    # one paired run (or none): the image-level test is all there is
+    one = paired_comparison(a.mean(0), b.mean(0), seed=0, resamples=1000, runs=(a[:1], b[:1]))
+    assert one["test"] == "images" and one["p_value"] == one["p_value_images"] and "n_runs" not in one
+
+
+def test_paired_detection_over_runs_counts_runs_that_disagree():
+    """Lesions found per run: a finds 6 more lesions than b in two of four runs and 6 fewer in
+    the other two, so no difference; a gap of 6 lesions in every run is significant."""
+    from diffaug.evaluation.significance import paired_detection
+
+    b = np.zeros((4, 40))
+    b[:, :20] = 1
+    swing = b.copy()
+    swing[0, 20:26] = swing[1, 20:26] = 1
+    swing[2, :6] = swing[3, :6] = 0
+    res = paired_detection(swing.mean(0), b.mean(0), runs=(swing, b), seed=0, resamples=1000)
+    assert res["test"] == "runs_and_lesions" and res["n_runs"] == 4 and res["p_value"] > 0.2
+    assert res["ci_low"] < 0 < res["ci_high"]
+    steady = b.copy()
+    steady[:, 20:26] = 1
+    res = paired_detection(steady.mean(0), b.mean(0), runs=(steady, b), seed=0, resamples=1000)
+    assert res["fnr_diff"] == pytest.approx(-0.15) and res["ci_high"] < 0 and res["p_value"] < 0.05
+    assert res["p_value_lesions"] == pytest.approx(2 * 0.5 ** 6)  # the sign test over the 6 lesions

@@ -102,15 +102,32 @@ def comparisons(groups: dict[str, dict[str, Any]], baseline: str) -> list[tuple[
     return pairs
 
 
+def paired_seeds(table: pd.DataFrame, a: str, b: str) -> list[int]:
+    """The training seeds both groups ran: the pairs of the run-level bootstrap (seed s of every
+    variant draws the same real batches in the same order, docs/segmenter.md)."""
+    seeds = [set(table.loc[table["group"] == g, "seed"]) for g in (a, b)]
+    return sorted(seeds[0] & seeds[1])
+
+
+def run_matrix(table: pd.DataFrame, group: str, seeds: list[int], index: list[str], value: str,
+               units: list[Any] | pd.Index) -> np.ndarray:
+    """(len(seeds), len(units)) `value` of a group's runs, a row per seed, a column per unit (test
+    image id, or (id, lesion) pair)."""
+    sel = table[table["group"] == group].pivot_table(index="seed", columns=index, values=value, aggfunc="mean")
+    return sel.reindex(index=seeds, columns=units).to_numpy(float)
+
+
 def significance_block(
     per_image: pd.DataFrame, groups: dict[str, dict[str, Any]], baseline: str, ids: list[str],
-    seed: int, resamples: int, confidence: float,
+    seed: int, resamples: int, confidence: float, resample_runs: bool = True,
 ) -> dict[str, dict[str, Any]]:
     out = {}
     for k, (a, b) in enumerate(comparisons(groups, baseline)):
+        seeds = paired_seeds(per_image, a, b) if resample_runs else []
+        runs = tuple(run_matrix(per_image, g, seeds, ["id"], "dice", ids) for g in (a, b)) if seeds else None
         res = paired_comparison(
             seed_averaged_dice(per_image, a, ids), seed_averaged_dice(per_image, b, ids),
-            seed=seed + k, resamples=resamples, confidence=confidence,
+            seed=seed + k, resamples=resamples, confidence=confidence, runs=runs,
         )
         res["metric"] = "dice"
         out[f"{a}_vs_{b}"] = res
@@ -118,20 +135,27 @@ def significance_block(
 
 
 def detection_block(lesions: pd.DataFrame, groups: dict[str, dict[str, Any]], baseline: str,
-                    classes: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+                    classes: tuple[str, ...], seed: int = 0, resamples: int = 2000, confidence: float = 0.95,
+                    resample_runs: bool = True) -> dict[str, dict[str, Any]]:
     """For each comparison of `comparisons` and lesion class: `paired_detection` of the per-lesion
-    detection rates over seeds (keys `<a>_vs_<b>` -> class -> result)."""
+    detection rates over seeds, and of each paired run's found / missed lesions (keys
+    `<a>_vs_<b>` -> class -> result)."""
     out: dict[str, dict[str, Any]] = {}
     if lesions.empty:
         return out
-    rate = lesions.groupby(["group", "id", "lesion"])["found"].mean()
-    for a, b in comparisons(groups, baseline):
+    table = lesions.assign(found=lesions["found"].astype(float))
+    rate = table.groupby(["group", "id", "lesion"])["found"].mean()
+    for k, (a, b) in enumerate(comparisons(groups, baseline)):
         block = {}
         ra, rb = rate.loc[a], rate.loc[b]
         both = ra.index.intersection(rb.index)
         meta = lesions.drop_duplicates(["id", "lesion"]).set_index(["id", "lesion"]).reindex(both)
+        seeds = paired_seeds(table, a, b) if resample_runs else []
+        found = [run_matrix(table, g, seeds, ["id", "lesion"], "found", both) for g in (a, b)] if seeds else None
         for name in classes:
             sel = np.ones(len(both), bool) if name == "lesions" else meta[name].astype(bool).to_numpy()
-            block[name] = paired_detection(ra.reindex(both).to_numpy()[sel], rb.reindex(both).to_numpy()[sel])
+            runs = (found[0][:, sel], found[1][:, sel]) if found is not None else None
+            block[name] = paired_detection(ra.reindex(both).to_numpy()[sel], rb.reindex(both).to_numpy()[sel],
+                                           runs, seed + k, resamples, confidence)
         out[f"{a}_vs_{b}"] = block
     return out

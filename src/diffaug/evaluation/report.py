@@ -22,6 +22,12 @@ def _p(v: float | None) -> str:
     return "—" if v is None else f"{v:.2g}"
 
 
+def _seed_range(v: dict[str, Any]) -> str:
+    """The paired runs' differences, lowest to highest (— when the test was over images only)."""
+    low, high = v.get("run_diff_min"), v.get("run_diff_max")
+    return "—" if low is None or high is None else f"{low:+.3f} … {high:+.3f}"
+
+
 def _pm(block: dict[str, Any], key: str) -> str:
     mean, std = block.get(f"{key}_mean"), block.get(f"{key}_std")
     if mean is None:
@@ -101,14 +107,20 @@ def render_report(metrics: dict[str, Any], groups: dict[str, dict[str, Any]], pi
     lines += _table(["variant", *(f"FNR {c.replace('_', ' ')}" for c in classes)], [[g, *(_fnr(b, c) for c in classes)] for g, b in groups.items()])
 
     sig = metrics.get("significance", {})
-    lines += ["", "## Significance", "", "Wilcoxon signed-rank over test images on seed-averaged per-image Dice; mean paired "
-              f"difference with a seeded bootstrap CI. Verdict: better / worse only when p < {ALPHA:g} and the CI lies "
-              "above / below 0; otherwise it says which of the two fails. Status: whether the test could be computed.", ""]
+    lines += ["", "## Significance", "", "Mean paired difference of per-image Dice. With two or more seeds per variant, "
+              "the CI and the p-value come from a seeded two-level bootstrap that resamples the training runs (seed s "
+              "of one variant paired with seed s of the other) and the test images together, so a difference that "
+              "another training of the same networks would not repeat is not called significant; Δ per seed gives "
+              "the range of the paired runs' differences. p (images): Wilcoxon signed-rank over test images on "
+              "seed-averaged Dice, which treats the trained networks as fixed (with one seed it is the test, with a "
+              f"bootstrap CI over images). Verdict: better / worse only when p < {ALPHA:g} and the CI lies above / "
+              "below 0; otherwise it says which of the two fails. Status: whether the test could be computed.", ""]
     if sig:
         lines += _table(
-            ["comparison", "mean ΔDice", "CI", "p-value", "wins / losses", "verdict", "status"],
+            ["comparison", "mean ΔDice", "CI", "p-value", "Δ per seed", "p (images)", "wins / losses", "verdict", "status"],
             [[k, _num(v.get("mean_diff")), f"[{_num(v.get('ci_low'))}, {_num(v.get('ci_high'))}]", _p(v.get("p_value")),
-              f"{v.get('wins')} / {v.get('losses')}", str(v.get("verdict", "—")), str(v.get("status"))]
+              _seed_range(v), _p(v.get("p_value_images")), f"{v.get('wins')} / {v.get('losses')}",
+              str(v.get("verdict", "—")), str(v.get("status"))]
              for k, v in sig.items()],
         )
     else:
@@ -116,12 +128,14 @@ def render_report(metrics: dict[str, Any], groups: dict[str, dict[str, Any]], pi
 
     det = metrics.get("detection_significance", {})
     if det:
-        lines += ["", "Lesion detection, paired per ground-truth lesion (share of seeds that found it): ΔFNR = FNR(a) − FNR(b), "
-                  "lesions a finds more / less often, exact sign test.", ""]
-        lines += _table(["comparison", "lesions", "n", "FNR a", "FNR b", "ΔFNR", "wins / losses", "p-value"],
+        lines += ["", "Lesion detection, paired per ground-truth lesion (share of seeds that found it): ΔFNR = FNR(a) − FNR(b) "
+                  "with its CI and p-value from the same two-level bootstrap over paired runs and lesions (one seed: "
+                  "no CI); lesions a finds more / less often, and their exact sign test (p (lesions)).", ""]
+        lines += _table(["comparison", "lesions", "n", "FNR a", "FNR b", "ΔFNR", "CI", "p-value", "wins / losses", "p (lesions)"],
                         [[k, c, str(v.get("n_lesions")), _num(v.get("fnr_a")), _num(v.get("fnr_b")),
-                          _num(v.get("fnr_diff")), f"{v.get('wins')} / {v.get('losses')}",
-                          _p(v.get("p_value"))] for k, block in det.items() for c, v in block.items()])
+                          _num(v.get("fnr_diff")), f"[{_num(v.get('ci_low'))}, {_num(v.get('ci_high'))}]",
+                          _p(v.get("p_value")), f"{v.get('wins')} / {v.get('losses')}", _p(v.get("p_value_lesions"))]
+                         for k, block in det.items() for c, v in block.items()])
 
     ratio_rows = [(b["ratio"], g, b) for g, b in groups.items() if b["variant"] in ("diffaug", "standard")]
     if len(ratio_rows) > 1:

@@ -141,9 +141,10 @@ def evaluate_predictions(
     if cfg.baseline not in groups:
         metrics["significance_status"] = f"no '{cfg.baseline}' runs to judge the augmentations against; add them to train_segmenter.runs"
     metrics["significance"] = significance_block(
-        per_image, groups, cfg.baseline, list(ids), seed, cfg.bootstrap_resamples, cfg.confidence
+        per_image, groups, cfg.baseline, list(ids), seed, cfg.bootstrap_resamples, cfg.confidence, cfg.resample_runs
     )
-    metrics["detection_significance"] = detection_block(lesions, groups, cfg.baseline, classes)
+    metrics["detection_significance"] = detection_block(lesions, groups, cfg.baseline, classes, seed,
+                                                       cfg.bootstrap_resamples, cfg.confidence, cfg.resample_runs)
     return Evaluation(metrics=metrics, per_image=per_image, lesions=lesions, runs=run_df, groups=groups)
 
 
