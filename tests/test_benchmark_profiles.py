@@ -60,5 +60,8 @@ def test_real_data_overlays_carry_the_real_data_segmenter_recipe(overlay, repo_r
     assert seg.norm == "batch" and len(seg.channels) == 5 and seg.steps >= 1500
     assert (seg.augment.rotation_degrees, seg.augment.scale_min, seg.augment.scale_max) == (45, 0.7, 1.4)
     assert (seg.augment.elastic_prob, seg.augment.brightness, seg.augment.contrast, seg.augment.saturation) == (0.5, 0.3, 0.3, 0.2)
+    assert (seg.augment.colour_cast, seg.augment.gamma, seg.augment.blur_prob) == (0.1, 0.3, 0.3)
+    size = load_section(params, "prepare").image_size
+    assert seg.augment.blur_sigma * 64 / size == 1.0  # 1 px at 64 px, scaled with the frame
     assert (default.norm, len(default.channels), default.augment.brightness) == ("instance", 3, 0.1)
     assert default.ignore_band > 0 and seg.ignore_band == 0  # the band helped the phantom, not real frames

@@ -58,6 +58,43 @@ def test_each_sample_gets_its_own_geometry_and_identity_settings_change_nothing(
     assert torch.equal(ys, y) and torch.allclose(xs, x, atol=1e-5)
 
 
+def test_blur_is_torchvisions_gaussian_per_sample_and_sigma_0_is_the_identity():
+    from torchvision.transforms.v2 import functional as TF
+
+    from diffaug.segmenter.augment import gaussian_blur
+
+    x, _ = _batch()
+    sigma = torch.tensor([0.0, 0.5, 1.0, 1.7, 0.0, 2.5, 0.3, 1.2])
+    out = gaussian_blur(x, sigma)
+    r = int(np.ceil(3 * float(sigma.max())))
+    for i, s in enumerate(sigma.tolist()):
+        want = x[i] if s == 0 else TF.gaussian_blur(x[i], [2 * r + 1] * 2, [s, s])
+        assert torch.allclose(out[i], want, atol=1e-5), f"sample {i} (sigma {s})"
+    assert torch.equal(gaussian_blur(x, torch.zeros(8)), x)
+
+
+def test_colour_cast_gamma_and_blur_change_colour_per_sample_not_geometry():
+    x, y = _batch()
+    x = x.clamp(0.05, 0.8)  # below 1 / 1.2: no gain clips
+    still = dict(flip_prob=0, rotation_degrees=0, scale_min=1, scale_max=1, translate=0, elastic_prob=0,
+                 brightness=0, contrast=0, saturation=0)
+    g = lambda: torch.Generator().manual_seed(2)  # noqa: E731
+    # off (the default): no draw, the output of the settings before these keys existed
+    plain = augment_batch(x, y, StandardAugmentConfig(**still), g())
+    assert torch.allclose(plain[0], x, atol=1e-5)
+    cast, ycast = augment_batch(x, y, StandardAugmentConfig(**still, colour_cast=0.2), g())
+    gains = (cast / x).mean(dim=(2, 3))  # (B, 3): one gain per sample and channel
+    assert torch.allclose(cast, x * gains[:, :, None, None], atol=1e-4)
+    assert (gains - 1).abs().max() <= 0.2 + 1e-4 and gains.std(dim=0).min() > 0.01 and torch.equal(ycast, y)
+    gam, _ = augment_batch(x, y, StandardAugmentConfig(**still, gamma=0.5), g())
+    exponent = (gam.log() / x.log()).mean(dim=(1, 2, 3))  # x ** gamma, one gamma per sample
+    assert torch.allclose(gam, x ** exponent[:, None, None, None], atol=1e-4)
+    assert ((exponent >= 1 / 1.5 - 1e-4) & (exponent <= 1.5 + 1e-4)).all() and exponent.std() > 0.05
+    blur, yblur = augment_batch(x, y, StandardAugmentConfig(**still, blur_prob=0.5, blur_sigma=2.0), g())
+    changed = (blur - x).abs().amax(dim=(1, 2, 3)) > 1e-3
+    assert 0 < int(changed.sum()) < len(x) and torch.equal(yblur, y)  # some samples blurred, masks untouched
+
+
 def test_copypaste_count_and_masks_match_pasted_pixels():
     images, masks = toy_pairs(10, 32, seed=1, two_class=True)
     cfg = CopyPasteConfig(feather_sigma=1.0)

@@ -308,3 +308,30 @@ def test_hard_dice_is_the_dice_of_the_argmax_ties_included():
         expected = 2 * (pred & gt).sum().item() / (pred.sum() + gt.sum()).item()
         assert hard_dice(logits, target).item() == pytest.approx(expected, abs=1e-7)
     assert hard_dice(torch.zeros(1, 2, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long)).item() == 1.0
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_channels_last_reaches_the_convolutions_and_computes_the_same_loss(data, runtime, channels_last):
+    """The layout key decides the memory format the U-Net's first convolution sees; the loss of one
+    batch is the same in both layouts up to float rounding, and the weights stay NCHW-contiguous
+    (checkpoints and save_pretrained store them with safetensors, which refuses strided tensors)."""
+    from diffaug.segmenter.mixing import training_plan
+    from diffaug.segmenter.models import SegmenterNet
+    from diffaug.segmenter.train import SegmenterTask
+
+    train, _ = data
+    cfg = TrainSegmenterConfig(steps=1, channels_last=channels_last, **FAST)
+    other = cfg.model_copy(update={"channels_last": not channels_last})
+    torch.manual_seed(0)
+    net = SegmenterNet(channels=cfg.channels, norm="batch", image_size=32).train()
+    plan = training_plan(len(train), 0, 1, cfg.batch_size, 0.0, 0, 0)
+    seen = []
+    first = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    first.register_forward_pre_hook(lambda _m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    losses = []
+    for c in (cfg, other):
+        task = SegmenterTask(net, c, plan, train, None, np.zeros(0, np.float32), train, True, runtime.device)
+        losses.append(task.losses(net, task.batch(0, torch.Generator().manual_seed(3)))["loss"])
+    assert seen == [channels_last, not channels_last]
+    assert torch.allclose(losses[0], losses[1], rtol=1e-4, atol=1e-5)
+    assert all(p.is_contiguous() for p in net.parameters())

@@ -141,10 +141,11 @@ def bench_validator(validator: Any, images: np.ndarray, cfg: BenchmarkConfig, rt
 def bench_segmenter(segmenter: Any, images: np.ndarray, masks: np.ndarray, cfg: BenchmarkConfig, rt: Runtime,
                     out: dict[str, Any]) -> None:
     """Inference (images/s) and one training step of the run's own recipe (steps/s): augmentation,
-    forward, backward and AdamW on `train_segmenter.batch_size` pairs, through the trainer's task."""
+    forward, backward and AdamW on `train_segmenter.batch_size` pairs, through the trainer's task;
+    and the same step in the other input layout, for the channels-last speed-up."""
     kw = dict(items=len(images), device=rt.device, warmup=cfg.warmup, repeats=cfg.repeats)
     _record(out, "segmenter", measure(lambda: segmenter.predict(images), **kw))
-    out["segmenter_train_steps_per_s"] = None
+    out["segmenter_train_steps_per_s"] = out["segmenter_train_channels_last_speedup"] = None
     params = segmenter.meta.get("params")
     if segmenter.spec.architecture != "unet" or not params:
         return  # the latent network trains through the validator's parts; timed by train_segmenter itself
@@ -158,20 +159,28 @@ def bench_segmenter(segmenter: Any, images: np.ndarray, masks: np.ndarray, cfg: 
 
     tcfg = TrainSegmenterConfig.model_validate(params)
     pairs = Pairs(_batch(images, tcfg.batch_size), _batch(masks.astype(np.uint8), tcfg.batch_size))
-    net = SegmenterNet(**public_config(segmenter.spec)).to(rt.device).train()  # fresh weights, the run's network
-    plan = training_plan(len(pairs), 0, 1, tcfg.batch_size, 0.0, 0, rt.seed)
-    task = SegmenterTask(net, tcfg, plan, pairs, None, np.zeros(0, np.float32), pairs, True, rt.device)
-    opt = build_optimizer(net.parameters(), tcfg.schedule())  # the trainer's optimiser
-    g = torch.Generator().manual_seed(rt.seed)
 
-    def step() -> None:
-        loss = task.losses(net, task.batch(0, g))["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def training_step(c: TrainSegmenterConfig):
+        net = SegmenterNet(**public_config(segmenter.spec)).to(rt.device).train()  # fresh weights, the run's network
+        plan = training_plan(len(pairs), 0, 1, c.batch_size, 0.0, 0, rt.seed)
+        task = SegmenterTask(net, c, plan, pairs, None, np.zeros(0, np.float32), pairs, True, rt.device)
+        opt = build_optimizer(net.parameters(), c.schedule())  # the trainer's optimiser
+        g = torch.Generator().manual_seed(rt.seed)
 
-    m = measure_training(step, items=1, device=rt.device, repeats=max(cfg.repeats, 5), warmup=cfg.warmup)
+        def step() -> None:
+            loss = task.losses(net, task.batch(0, g))["loss"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return step
+
+    kw = dict(items=1, device=rt.device, repeats=max(cfg.repeats, 5), warmup=cfg.warmup)
+    m = measure_training(training_step(tcfg), **kw)
     _record(out, "segmenter_train", m, rate_name="steps_per_s")
+    # the run's input layout against the other one, same network and batch: NCHW time / channels-last time
+    other = measure_training(training_step(tcfg.model_copy(update={"channels_last": not tcfg.channels_last})), **kw)
+    cl, nchw = (m, other) if tcfg.channels_last else (other, m)
+    out["segmenter_train_channels_last_speedup"] = nchw.median_s / cl.median_s
 
 
 def pick_segmenter_run(segmenters: Path, name: str) -> Path:

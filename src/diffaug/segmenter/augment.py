@@ -1,6 +1,6 @@
 """`standard` augmentation: flips, rotation, scale, translation, elastic deformation, brightness,
-contrast and saturation, each sample with its own random parameters, applied jointly to an image
-and its mask.
+contrast and saturation (and, when set, a colour cast, gamma and Gaussian blur), each sample with
+its own random parameters, applied jointly to an image and its mask.
 
 The geometry of a whole batch is one sampling grid: per sample an affine matrix (flip × rotation
 × scale + translation, `torch.nn.functional.affine_grid`) plus, for a share of the samples, a
@@ -57,7 +57,8 @@ def elastic_offsets(cfg: StandardAugmentConfig, n: int, h: int, w: int, g: torch
 
 
 def photometric(x: torch.Tensor, cfg: StandardAugmentConfig, g: torch.Generator) -> torch.Tensor:
-    """Brightness, contrast, saturation with one factor per sample in [1 - a, 1 + a]; x in [0, 1]."""
+    """Brightness, contrast, saturation with one factor per sample in [1 - a, 1 + a]; then, when
+    set, per-channel gains, a gamma curve and a blur, each drawn per sample; x in [0, 1]."""
     n = len(x)
     if cfg.brightness > 0:
         x = x * _uniform(g, n, 1 - cfg.brightness, 1 + cfg.brightness).view(n, 1, 1, 1)
@@ -69,7 +70,37 @@ def photometric(x: torch.Tensor, cfg: StandardAugmentConfig, g: torch.Generator)
         grey = TF.rgb_to_grayscale(x.clamp(0, 1))
         sat = _uniform(g, n, 1 - cfg.saturation, 1 + cfg.saturation).view(n, 1, 1, 1)
         x = grey + sat * (x - grey)
+    if cfg.colour_cast > 0:
+        x = x * _uniform(g, 3 * n, 1 - cfg.colour_cast, 1 + cfg.colour_cast).view(n, 3, 1, 1)
+    if cfg.gamma > 0:
+        lg = math.log1p(cfg.gamma)
+        x = x.clamp(0, 1).pow(torch.exp(_uniform(g, n, -lg, lg)).view(n, 1, 1, 1))
+    if cfg.blur_prob > 0:
+        sigma = _uniform(g, n, 0, cfg.blur_sigma) * (torch.rand(n, generator=g) < cfg.blur_prob)
+        x = gaussian_blur(x, sigma)
     return x.clamp(0, 1)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """x (B, C, H, W) each sample blurred with its own Gaussian sigma (B,) px (0: unchanged): two
+    separable passes, each a weighted sum of the 2r + 1 shifted copies of the reflect-padded
+    samples (cheaper on a CPU than a grouped convolution of per-sample kernels)."""
+    on = sigma > 0
+    if not bool(on.any()):
+        return x
+    sub, s = x[on], sigma[on]
+    r = max(1, math.ceil(3 * float(s.max())))
+    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.exp(-0.5 * (t / s.view(-1, 1)) ** 2)
+    k = (k / k.sum(dim=1, keepdim=True)).view(len(s), 1, 1, 1, -1)  # (n, 1, 1, 1, 2r + 1)
+    h, w = sub.shape[-2:]
+    y = F.pad(sub, (r, r, 0, 0), mode="reflect")
+    y = sum(k[..., j] * y[..., j:j + w] for j in range(2 * r + 1))
+    y = F.pad(y, (0, 0, r, r), mode="reflect")
+    y = sum(k[..., j] * y[..., j:j + h, :] for j in range(2 * r + 1))
+    out = x.clone()
+    out[on] = y
+    return out
 
 
 def augment_batch(images: torch.Tensor, masks: torch.Tensor, cfg: StandardAugmentConfig,

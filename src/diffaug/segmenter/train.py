@@ -196,6 +196,8 @@ class SegmenterTask:
             loss_each, logits = model(xb, yb, c.latent.single_step_fraction, noise, c.latent.lambda_latent,
                                       c.latent.lambda_dice)
         else:
+            if c.channels_last:  # the weights stay NCHW (checkpoints need contiguous tensors); convolutions follow the input
+                xb = xb.contiguous(memory_format=torch.channels_last)
             logits = model(xb)
             loss_each = per_sample_loss(logits.float(), yb, c.dice_weight, self.dice_fn, self.masked_dice_fn)
         loss = (loss_each.float() * wb).sum() / wb.sum().clamp_min(1e-6)
