@@ -161,7 +161,8 @@ class TrainSegmenterConfig(OptimConfig):
     norm: Literal["batch", "instance"] = "batch"  # normalisation after every convolution
     # unet: feed each batch in the channels-last memory layout (N, H, W, C strides), in which
     # oneDNN's CPU convolutions run without reordering: the same network and loss, rounded
-    # differently, a training step 1.1-2.4x faster on 2 cores (docs/benchmark.md); false: NCHW
+    # differently; 1.4x per step for this batch-norm U-Net on 2 cores, 0.87-0.99x for the phantom's
+    # instance-norm one (docs/segmenter.md); false: NCHW
     channels_last: bool = True
 
     # --- budget: optimiser steps, each `batch_size` real pairs (+ extra pairs on top) ---
