@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffaug.segmenter.augment import augment_batch
+from diffaug.segmenter.augment import affine_sampling_grid, augment_batch, elastic_offsets
 from diffaug.segmenter.config import CopyPasteConfig, StandardAugmentConfig
 from diffaug.segmenter.copypaste import extract_lesions, make_copypaste_set, paste
 from tests.segmenter_support import toy_pairs
@@ -134,3 +134,34 @@ def test_extract_lesions_and_no_lesion_error():
     assert len(extract_lesions(images, masks)) == 4
     with pytest.raises(ValueError, match="no lesion"):
         make_copypaste_set(images, np.zeros_like(masks), 3, CopyPasteConfig(), np.random.default_rng(0))
+
+
+def test_sampling_grid_is_torchs_affine_grid():
+    """The batch's sampling grid is F.affine_grid's (align_corners=False) for any matrices and shapes."""
+    g = torch.Generator().manual_seed(5)
+    for n, h, w in ((1, 8, 8), (6, 64, 64), (3, 16, 24)):
+        theta = torch.randn(n, 2, 3, generator=g)
+        want = torch.nn.functional.affine_grid(theta, [n, 3, h, w], align_corners=False)
+        torch.testing.assert_close(affine_sampling_grid(theta, h, w), want, atol=1e-6, rtol=1e-5)
+
+
+def test_elastic_field_only_on_the_warped_share_and_independent_of_the_others():
+    """Samples not warped get exactly zero displacement; a warped sample's field is at most
+    elastic_alpha px and is the same whichever other samples are warped (one draw per sample)."""
+    cfg = StandardAugmentConfig(elastic_prob=0.5, elastic_alpha=3.0, elastic_spacing=16)
+    off = elastic_offsets(cfg, 12, 32, 32, torch.Generator().manual_seed(1))
+    moved = off.abs().amax(dim=(1, 2, 3)) > 0
+    assert 0 < int(moved.sum()) < 12
+    px = off * torch.tensor([32 / 2.0, 32 / 2.0])  # grid units -> px
+    assert float(px.abs().max()) == pytest.approx(3.0, rel=1e-5)
+    every = elastic_offsets(cfg.model_copy(update={"elastic_prob": 1.0}), 12, 32, 32, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(off[moved], every[moved])
+
+
+def test_separable_bicubic_field_is_torchs_bicubic_interpolation():
+    from diffaug.segmenter.augment import _bicubic_matrix
+
+    coarse = torch.rand(4, 2, 5, 6, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    want = torch.nn.functional.interpolate(coarse, size=(64, 48), mode="bicubic", align_corners=True)
+    got = torch.einsum("ia,ncab,jb->ncij", _bicubic_matrix(5, 64), coarse, _bicubic_matrix(6, 48))
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)

@@ -335,3 +335,31 @@ def test_channels_last_reaches_the_convolutions_and_computes_the_same_loss(data,
     assert seen == [channels_last, not channels_last]
     assert torch.allclose(losses[0], losses[1], rtol=1e-4, atol=1e-5)
     assert all(p.is_contiguous() for p in net.parameters())
+
+
+def test_activation_key_builds_the_network_and_survives_save_load(data, runtime, tmp_path):
+    """`act` replaces MONAI's PReLU in every layer; the run folder's config rebuilds the same
+    activation (a ReLU network has no PReLU weights, so a wrong rebuild could not load); folders
+    written before the key existed lack it and are refused in one line (dvc retrains them anyway:
+    the segmenter code is a dependency of every run)."""
+    from diffaug.segmenter.models import SegmenterNet
+
+    train, (test_images, _) = data
+    cfg = TrainSegmenterConfig(steps=3, act="relu", **FAST)
+    result = train_segmenter(train, 2, cfg, "standard", 0.0, 0, runtime)
+    kinds = {type(m) for m in result.segmenter.net.modules()}
+    assert torch.nn.ReLU in kinds and torch.nn.PReLU not in kinds
+    save_segmenter(tmp_path / "relu", result.segmenter.net, {"run": {"variant": "standard"}})
+    loaded = load_segmenter(tmp_path / "relu", "cpu")
+    assert loaded.spec.act == "relu"
+    np.testing.assert_allclose(loaded.predict_proba(test_images), result.segmenter.predict_proba(test_images), atol=1e-6)
+    old = SegmenterNet(channels=[8, 16], image_size=32)
+    save_segmenter(tmp_path / "old", old, {"run": {"variant": "standard"}})
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    config.pop("act")
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match=r"missing keys act\); rerun dvc repro train_segmenter"):
+        load_segmenter(tmp_path / "old", "cpu")
+    assert any(isinstance(m, torch.nn.PReLU) for m in old.modules())  # the default stays MONAI's
+    with pytest.raises(ValueError, match="act"):
+        TrainSegmenterConfig(act="gelu")

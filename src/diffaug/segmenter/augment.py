@@ -3,7 +3,7 @@ contrast and saturation (and, when set, a colour cast, gamma and Gaussian blur),
 its own random parameters, applied jointly to an image and its mask.
 
 The geometry of a whole batch is one sampling grid: per sample an affine matrix (flip × rotation
-× scale + translation, `torch.nn.functional.affine_grid`) plus, for a share of the samples, a
+× scale + translation, mapped as `torch.nn.functional.affine_grid` does) plus, for a share of the samples, a
 smooth random displacement (random offsets on a coarse grid of control points, interpolated,
 as MONAI's `Rand2DElastic` builds it), read once with bilinear interpolation for the image and nearest
 neighbour for the mask (class indices stay class indices; outside the frame: black, background).
@@ -17,6 +17,7 @@ Every draw comes from the caller's CPU `torch.Generator`, so a run is determinis
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -47,13 +48,35 @@ def elastic_offsets(cfg: StandardAugmentConfig, n: int, h: int, w: int, g: torch
     """(n, h, w, 2) smooth displacements in grid units, of at most `elastic_alpha` px; zero for
     the samples that are not warped (a share `elastic_prob`). Random offsets on control points
     `elastic_spacing` px apart, interpolated bicubically (MONAI's Rand2DElastic recipe)."""
-    on = (torch.rand(n, generator=g) < cfg.elastic_prob).float().view(n, 1, 1, 1)
+    on = torch.rand(n, generator=g) < cfg.elastic_prob
     ch, cw = (max(2, math.ceil(side / cfg.elastic_spacing) + 1) for side in (h, w))
-    coarse = torch.rand(n, 2, ch, cw, generator=g) * 2 - 1
-    field = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)
-    field = field / field.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
-    px_to_grid = torch.tensor([2.0 / w, 2.0 / h]).view(1, 2, 1, 1)
-    return (on * field * cfg.elastic_alpha * px_to_grid).permute(0, 2, 3, 1)
+    coarse = torch.rand(n, 2, ch, cw, generator=g) * 2 - 1  # drawn for all: the stream does not depend on `on`
+    out = torch.zeros(n, h, w, 2)
+    if bool(on.any()):  # interpolated for the warped samples only
+        # bicubic upsampling is separable: rows and columns each a (side, control points) matrix
+        field = torch.einsum("ia,ncab,jb->ncij", _bicubic_matrix(ch, h), coarse[on], _bicubic_matrix(cw, w))
+        field = field / field.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+        px_to_grid = torch.tensor([2.0 / w, 2.0 / h]).view(1, 2, 1, 1)
+        out[on] = (field * cfg.elastic_alpha * px_to_grid).permute(0, 2, 3, 1)
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _bicubic_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in) weights of torch's 1-D bicubic resampling (align_corners=True): the columns
+    are the identity's rows resampled, so `A @ v` is `F.interpolate` of v along that axis."""
+    eye = torch.eye(n_in).view(n_in, 1, 1, n_in)
+    return F.interpolate(eye, size=(1, n_out), mode="bicubic", align_corners=True).view(n_in, n_out).T
+
+
+def affine_sampling_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(n, h, w, 2) = `F.affine_grid(theta, [n, c, h, w], align_corners=False)`: each pixel centre
+    ((2i + 1) / side - 1 in [-1, 1] units) mapped by its sample's (2, 3) matrix, as one small
+    product (torch's CPU affine_grid took 1.6 ms per batch of 20 at 64 px, this ~0.1 ms)."""
+    xs = (torch.arange(w, dtype=theta.dtype) * 2 + 1) / w - 1
+    ys = (torch.arange(h, dtype=theta.dtype) * 2 + 1) / h - 1
+    base = torch.stack([xs.expand(h, w), ys.view(h, 1).expand(h, w), torch.ones(h, w, dtype=theta.dtype)], dim=-1)
+    return torch.einsum("hwk,nck->nhwc", base, theta)
 
 
 def photometric(x: torch.Tensor, cfg: StandardAugmentConfig, g: torch.Generator) -> torch.Tensor:
@@ -111,7 +134,7 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, cfg: StandardAugmen
     if n == 0:
         return images, masks
     theta = affine_matrices(cfg, n, generator)
-    grid = F.affine_grid(theta, [n, 3, h, w], align_corners=False)
+    grid = affine_sampling_grid(theta, h, w)
     if cfg.elastic_prob > 0 and cfg.elastic_alpha > 0:
         grid = grid + elastic_offsets(cfg, n, h, w, generator)
     out = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -159,6 +159,9 @@ class TrainSegmenterConfig(OptimConfig):
     channels: list[int] = Field(default_factory=lambda: [16, 32, 64, 128, 256], min_length=2)  # MONAI UNet widths per level
     num_res_units: int = Field(0, ge=0)  # residual units per MONAI UNet level
     norm: Literal["batch", "instance"] = "batch"  # normalisation after every convolution
+    # activation after every normalisation: prelu is MONAI's default; relu computes the same kind
+    # of network without PReLU's per-channel slope, whose backward pass is slow on a CPU
+    act: Literal["prelu", "relu", "leakyrelu"] = "prelu"
     # unet: feed each batch in the channels-last memory layout (N, H, W, C strides), in which
     # oneDNN's CPU convolutions run without reordering: the same network and loss, rounded
     # differently; 1.4x per step for this batch-norm U-Net on 2 cores, 0.87-0.99x for the phantom's

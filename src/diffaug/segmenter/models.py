@@ -46,6 +46,7 @@ class SegmenterNet(ModelMixin, ConfigMixin):
         mean: Sequence[float] = (0.5, 0.5, 0.5),  # per-channel stats of the real train images, [0, 1] scale
         std: Sequence[float] = (0.25, 0.25, 0.25),
         norm: str = "instance",  # MONAI UNet normalisation: batch | instance (MONAI's default)
+        act: str = "prelu",  # MONAI UNet activation: prelu (MONAI's default) | relu | leakyrelu
         latent: dict[str, Any] | None = None,  # latent only: {"vae": VAE config, "validator": its config, "noise_seed"}
     ) -> None:
         super().__init__()
@@ -59,7 +60,7 @@ class SegmenterNet(ModelMixin, ConfigMixin):
             from monai.networks.nets import UNet
 
             self.body = UNet(spatial_dims=2, in_channels=3, out_channels=num_classes, channels=tuple(channels),
-                             strides=(2,) * (len(channels) - 1), num_res_units=num_res_units, norm=norm)
+                             strides=(2,) * (len(channels) - 1), num_res_units=num_res_units, norm=norm, act=act)
         else:
             raise ValueError(f"unknown segmenter architecture '{architecture}'; allowed: {', '.join(ARCHITECTURES)}")
 

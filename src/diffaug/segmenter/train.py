@@ -255,7 +255,8 @@ def train_segmenter(
         x = torch.from_numpy(real.images).float().div_(255.0)
         mean, std = x.mean(dim=(0, 1, 2)).tolist(), x.std(dim=(0, 1, 2)).clamp_min(1e-3).tolist()
     net_config = dict(architecture=cfg.architecture, num_classes=num_classes, image_size=int(real.images.shape[1]),
-                      channels=list(cfg.channels), num_res_units=cfg.num_res_units, mean=mean, std=std, norm=cfg.norm)
+                      channels=list(cfg.channels), num_res_units=cfg.num_res_units, mean=mean, std=std, norm=cfg.norm,
+                      act=cfg.act)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(rng.integers(0, 2**63 - 1)))
         if latent:
